@@ -1,0 +1,16 @@
+"""Fixtures shared by every test directory."""
+
+import pytest
+
+from tests.helpers.ansible import run_module, run_playbook
+
+
+@pytest.fixture
+def ansible_module():
+    """Call ``ansible_module('nexus.secrets.x', {...}, check=..)`` to run one module for real."""
+    return run_module
+
+
+@pytest.fixture
+def ansible_playbook():
+    return run_playbook
