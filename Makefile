@@ -41,7 +41,7 @@ test-fast: venv
 	$(PY) -m pytest -m "not slow"
 
 bench: venv
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache
