@@ -4,6 +4,8 @@ import pytest
 
 from tests.helpers.ansible import run_module, run_playbook
 
+pytest_plugins = ['tests.nexus_server.pytest_plugin']
+
 
 @pytest.fixture
 def ansible_module():

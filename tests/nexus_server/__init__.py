@@ -1,0 +1,1 @@
+"""The NEXUS-compatible reference server (test and demo infrastructure, never shipped)."""

@@ -1,0 +1,212 @@
+"""SQLite storage: the real server's schema, WAL mode, soft delete, unescaped LIKE prefix (CONTRACT §3).
+
+One connection guarded by a lock: no "database is locked", and Python's sqlite3 module serialises
+anyway. Read-modify-write updates take the lock twice, so concurrent PUTs on one secret can lose
+versions exactly like the real server does.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+from . import timefmt
+from .model import AuditEntry, Secret, StorageError, Version, metadata_from_db, metadata_to_db, new_id
+
+# Verbatim from the real server's database (sqlite3 .schema of a nexusctl backup).
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS secrets (
+		id TEXT PRIMARY KEY,
+		path TEXT UNIQUE NOT NULL,
+		value BLOB NOT NULL,
+		metadata TEXT,
+		version INTEGER NOT NULL DEFAULT 1,
+		created_at DATETIME NOT NULL,
+		created_by TEXT NOT NULL,
+		updated_at DATETIME NOT NULL,
+		updated_by TEXT NOT NULL,
+		deleted_at DATETIME,
+		rotation_enabled BOOLEAN DEFAULT 0,
+		rotation_interval INTEGER,
+		rotation_provider TEXT,
+		next_rotation DATETIME
+	)""",
+    'CREATE INDEX IF NOT EXISTS idx_secrets_path ON secrets(path)',
+    'CREATE INDEX IF NOT EXISTS idx_secrets_deleted_at ON secrets(deleted_at)',
+    """CREATE TABLE IF NOT EXISTS secret_versions (
+		id TEXT PRIMARY KEY,
+		secret_id TEXT NOT NULL,
+		version INTEGER NOT NULL,
+		value BLOB NOT NULL,
+		created_at DATETIME NOT NULL,
+		created_by TEXT NOT NULL,
+		FOREIGN KEY (secret_id) REFERENCES secrets(id) ON DELETE CASCADE,
+		UNIQUE(secret_id, version)
+	)""",
+    'CREATE INDEX IF NOT EXISTS idx_secret_versions_secret_id ON secret_versions(secret_id)',
+    """CREATE TABLE IF NOT EXISTS audit_logs (
+		id TEXT PRIMARY KEY,
+		timestamp DATETIME NOT NULL,
+		action TEXT NOT NULL,
+		user TEXT NOT NULL,
+		secret_id TEXT,
+		secret_path TEXT,
+		ip_address TEXT,
+		user_agent TEXT,
+		success BOOLEAN NOT NULL,
+		error TEXT,
+		metadata TEXT,
+		signature TEXT NOT NULL
+	)""",
+    'CREATE INDEX IF NOT EXISTS idx_audit_logs_timestamp ON audit_logs(timestamp)',
+    'CREATE INDEX IF NOT EXISTS idx_audit_logs_user ON audit_logs(user)',
+    'CREATE INDEX IF NOT EXISTS idx_audit_logs_action ON audit_logs(action)',
+    'CREATE INDEX IF NOT EXISTS idx_audit_logs_secret_path ON audit_logs(secret_path)',
+]
+
+_SECRET_COLS = 'id, path, value, metadata, version, created_at, created_by, updated_at, updated_by, deleted_at'
+
+
+def _secret(row):
+    return Secret(id=row[0], path=row[1], value=bytes(row[2]), metadata=metadata_from_db(row[3]),
+                  version=row[4], created_at=timefmt.parse(row[5]), created_by=row[6],
+                  updated_at=timefmt.parse(row[7]), updated_by=row[8],
+                  deleted_at=timefmt.parse(row[9]) if row[9] else None)
+
+
+class SQLiteStorage:
+    name = 'sqlite'
+
+    def __init__(self, db_path):
+        self.db_path = str(db_path)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
+        self._conn.execute('PRAGMA busy_timeout = 5000')
+        self._conn.execute('PRAGMA journal_mode = WAL')
+        self._conn.execute('PRAGMA foreign_keys = ON')
+        # The WAL is the durable log; an fsync per audit row would make exports crawl.
+        self._conn.execute('PRAGMA synchronous = NORMAL')
+        with self._lock:
+            for stmt in SCHEMA:
+                self._conn.execute(stmt)
+        self._closed = False
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _tx(self, statements):
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute('BEGIN IMMEDIATE')
+            try:
+                for sql, args in statements:
+                    cur.execute(sql, args)
+                cur.execute('COMMIT')
+            except BaseException:
+                cur.execute('ROLLBACK')
+                raise
+            return cur
+
+    def _query(self, sql, args=()):
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    # -- secrets --------------------------------------------------------------------------------
+    def create(self, secret):
+        ts = timefmt.sqlite_text(secret.created_at)
+        try:
+            self._tx([
+                ('INSERT INTO secrets (id, path, value, metadata, version, created_at, created_by, '
+                 'updated_at, updated_by, rotation_enabled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)',
+                 (secret.id, secret.path, secret.value, metadata_to_db(secret.metadata), secret.version,
+                  ts, secret.created_by, timefmt.sqlite_text(secret.updated_at), secret.updated_by)),
+                ('INSERT INTO secret_versions (id, secret_id, version, value, created_at, created_by) '
+                 'VALUES (?, ?, ?, ?, ?, ?)',
+                 (new_id(), secret.id, secret.version, secret.value, ts, secret.created_by)),
+            ])
+        except sqlite3.Error as exc:  # UNIQUE(path) included: the real server does not map it
+            raise StorageError(str(exc)) from exc
+        return secret
+
+    def get(self, path):
+        rows = self._query('SELECT %s FROM secrets WHERE path = ? AND deleted_at IS NULL' % _SECRET_COLS,
+                           (path,))
+        return _secret(rows[0]) if rows else None
+
+    def save_version(self, secret, expected_version):
+        """Write ``secret`` (already bumped to a new version) and its version row."""
+        try:
+            self._tx([
+                ('UPDATE secrets SET value = ?, metadata = ?, version = ?, updated_at = ?, updated_by = ? '
+                 'WHERE id = ? AND deleted_at IS NULL',
+                 (secret.value, metadata_to_db(secret.metadata), secret.version,
+                  timefmt.sqlite_text(secret.updated_at), secret.updated_by, secret.id)),
+                ('INSERT OR REPLACE INTO secret_versions (id, secret_id, version, value, created_at, created_by) '
+                 'VALUES (?, ?, ?, ?, ?, ?)',
+                 (new_id(), secret.id, secret.version, secret.value, timefmt.sqlite_text(secret.updated_at),
+                  secret.updated_by)),
+            ])
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+        return secret
+
+    def delete(self, path, when, user):
+        try:
+            cur = self._tx([('UPDATE secrets SET deleted_at = ?, updated_by = ? WHERE path = ? AND deleted_at IS NULL',
+                             (timefmt.sqlite_text(when), user, path))])
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+        return cur.rowcount > 0
+
+    def list(self, prefix=None):
+        sql = 'SELECT %s FROM secrets WHERE deleted_at IS NULL' % _SECRET_COLS
+        args = ()
+        if prefix:
+            sql += ' AND path LIKE ?'
+            args = (prefix + '%',)  # unescaped on purpose: %/_ are wildcards, ASCII case-insensitive
+        return [_secret(r) for r in self._query(sql + ' ORDER BY path', args)]
+
+    def versions(self, secret_id):
+        rows = self._query('SELECT id, secret_id, version, value, created_at, created_by FROM secret_versions '
+                           'WHERE secret_id = ? ORDER BY version DESC', (secret_id,))
+        return [Version(r[0], r[1], r[2], bytes(r[3]), timefmt.parse(r[4]), r[5]) for r in rows]
+
+    # -- audit ----------------------------------------------------------------------------------
+    def add_audit(self, entry):
+        try:
+            self._tx([('INSERT INTO audit_logs (id, timestamp, action, user, secret_id, secret_path, ip_address, '
+                       'user_agent, success, error, metadata, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                       (entry.id, timefmt.sqlite_text(entry.timestamp), entry.action, entry.user, entry.secret_id,
+                        entry.secret_path, entry.ip_address, entry.user_agent, 1 if entry.success else 0,
+                        entry.error, metadata_to_db(entry.metadata), entry.signature))])
+        except sqlite3.Error:
+            pass  # audit failures never fail the request
+
+    def audit(self, limit=None, action=None):
+        sql = ('SELECT id, timestamp, action, user, secret_id, secret_path, ip_address, user_agent, success, '
+               'error, metadata, signature FROM audit_logs')
+        args = []
+        if action:
+            sql += ' WHERE action = ?'
+            args.append(action)
+        sql += ' ORDER BY timestamp DESC'
+        if limit:
+            sql += ' LIMIT ?'
+            args.append(int(limit))
+        rows = self._query(sql, args)
+        return [AuditEntry(id=r[0], timestamp=timefmt.parse(r[1]), action=r[2], user=r[3], secret_id=r[4],
+                           secret_path=r[5], ip_address=r[6] or '', user_agent=r[7] or '', success=bool(r[8]),
+                           error=r[9], metadata=metadata_from_db(r[10]), signature=r[11]) for r in rows]
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def ping(self):
+        self._query('SELECT 1')
+
+    def close(self):
+        """Checkpoint the WAL into the database and close: ``-wal``/``-shm`` disappear."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._conn.execute('PRAGMA wal_checkpoint(TRUNCATE)')
+            finally:
+                self._conn.close()
+                self._closed = True
