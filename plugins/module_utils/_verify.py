@@ -1,0 +1,200 @@
+# -*- coding: utf-8 -*-
+# Copyright: nexus.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Decrypt, unpack and prove a backup inside a private staging directory.
+
+One code path for ``nexus_restore`` (which then swaps the staged files in) and
+``nexus_backup_info`` (which throws them away). Order matters: the envelope is decrypted into a
+file in the 0700 staging dir, and nothing reads that file until the GCM tag has verified; only then
+is it unpacked (strictly) and checked: ``nexus.db`` and the complete keyring present, SQLite
+``integrity_check``, NEXUS's tables, and - given ``key_password`` - the keyring unlocks with it.
+
+A backup must carry the complete keyring: a database restored without its keys cannot be read,
+and the server replaces a missing or partial keyring with new keys (CONTRACT §1).
+Private to this collection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import stat
+
+from ansible_collections.nexus.secrets.plugins.module_utils import _archive, _envelope, _keyring, _sqlite
+
+DB_NAME = 'nexus.db'
+KEYS_NAME = 'data/keys'
+PAYLOAD_NAME = 'payload.tar.gz'
+TREE_NAME = 'tree'
+HASH_CHUNK = 1024 * 1024
+
+# Tables and the columns our checks and the server depend on (CONTRACT §3).
+REQUIRED_SCHEMA = {
+    'secrets': ('id', 'path', 'value', 'version', 'deleted_at'),
+    'secret_versions': ('secret_id', 'version', 'value'),
+    'audit_logs': ('id',),
+}
+
+
+class BackupInvalid(Exception):
+    """The backup cannot be restored; the message says why, for the user."""
+
+
+class KeyringMismatch(BackupInvalid):
+    """The backup is sound but ``key_password`` does not unlock its keyring."""
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as fh:
+        for chunk in iter(lambda: fh.read(HASH_CHUNK), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_facts(path):
+    """``{'size', 'sha256'}`` of one file (never its content)."""
+    return {'size': os.path.getsize(path), 'sha256': sha256_file(path)}
+
+
+def keyring_files(keys_dir):
+    """Names of the regular files in a keyring directory, sorted; [] when it does not exist."""
+    if not os.path.isdir(keys_dir):
+        return []
+    return sorted(name for name in os.listdir(keys_dir)
+                  if stat.S_ISREG(os.lstat(os.path.join(keys_dir, name)).st_mode))
+
+
+class StagedBackup(object):
+    """A decrypted, unpacked and validated backup in ``<staging>/tree``."""
+
+    def __init__(self, staging_dir, members):
+        self.staging_dir = staging_dir
+        self.root = os.path.join(staging_dir, TREE_NAME)
+        self.db_path = os.path.join(self.root, DB_NAME)
+        self.keys_dir = os.path.join(self.root, KEYS_NAME)
+        self.members = members
+        self.secrets = None
+        self.integrity = None
+        self.keyring_verified = False
+        self._facts = None
+
+    def key_names(self):
+        return keyring_files(self.keys_dir)
+
+    def facts(self):
+        """``{relative name: {'size', 'sha256'}}`` for nexus.db and each key file (cached)."""
+        if self._facts is None:
+            facts = {DB_NAME: file_facts(self.db_path)}
+            for name in self.key_names():
+                facts[KEYS_NAME + '/' + name] = file_facts(os.path.join(self.keys_dir, name))
+            self._facts = facts
+        return self._facts
+
+
+def _ro_connect(db_path):
+    # immutable: reading must never create -wal/-shm files beside the staged database.
+    return sqlite3.connect('file:%s?mode=ro&immutable=1' % db_path, uri=True)
+
+
+def check_schema(db_path):
+    """Raise BackupInvalid unless the database has NEXUS's tables and columns."""
+    conn = _ro_connect(db_path)
+    try:
+        tables = set(row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        if not tables:
+            raise BackupInvalid('nexus.db in the backup holds no tables at all (a nexusctl backup taken '
+                                'while the server ran misses the WAL); it cannot be restored')
+        for table, columns in sorted(REQUIRED_SCHEMA.items()):
+            if table not in tables:
+                raise BackupInvalid('nexus.db in the backup is not a NEXUS database: table %r is missing' % table)
+            have = set(row[1] for row in conn.execute('PRAGMA table_info(%s)' % table))
+            missing = [c for c in columns if c not in have]
+            if missing:
+                raise BackupInvalid('nexus.db in the backup is not a NEXUS database: table %r lacks %s'
+                                    % (table, ', '.join(missing)))
+    except sqlite3.DatabaseError as exc:
+        raise BackupInvalid('nexus.db in the backup is not a readable SQLite database: %s' % exc)
+    finally:
+        conn.close()
+
+
+def _decrypt(src, password, staging_dir):
+    payload = os.path.join(staging_dir, PAYLOAD_NAME)
+    fd = os.open(payload, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, 'wb') as out:
+        try:
+            _envelope.decrypt_file(src, password, out)
+        except _envelope.EnvelopeError as exc:
+            raise BackupInvalid('cannot decrypt %s: %s' % (src, exc))
+    return payload
+
+
+def _check_source(src):
+    try:
+        st = os.stat(src)
+    except OSError as exc:
+        raise BackupInvalid('cannot read the backup %s: %s' % (src, exc.strerror or exc))
+    if not stat.S_ISREG(st.st_mode):
+        raise BackupInvalid('the backup %s is not a regular file' % src)
+    minimum = _envelope.HEADER_LEN + _envelope.TAG_LEN
+    if st.st_size < minimum:
+        raise BackupInvalid('the backup %s is only %d bytes: too small to be an encrypted NEXUS backup '
+                            '(at least %d); empty or truncated?' % (src, st.st_size, minimum))
+
+
+def _check_members(staged):
+    if not os.path.isfile(staged.db_path) or os.path.islink(staged.db_path):
+        raise BackupInvalid('the backup holds no nexus.db: nothing to restore')
+    names = staged.key_names()
+    missing = [name for name in _keyring.KEY_FILES if name not in names]
+    if missing:
+        raise BackupInvalid('the backup holds no complete keyring (data/keys lacks %s): its secrets could '
+                            'not be decrypted, and NEXUS would replace a partial keyring with new keys'
+                            % ', '.join(missing))
+
+
+def _drop_sqlite_sidecars(db_path):
+    # The integrity check may open the database read-write; its -wal/-shm are not part of the backup.
+    for suffix in ('-wal', '-shm', '-journal'):
+        if os.path.lexists(db_path + suffix):
+            os.unlink(db_path + suffix)
+
+
+def stage_backup(src, backup_password, staging_dir, key_password=None, max_total_bytes=None):
+    """Decrypt ``src`` into ``staging_dir`` (an empty private dir), unpack and validate it.
+
+    Returns a StagedBackup; raises BackupInvalid (KeyringMismatch for a key password that does not
+    unlock the keyring). The caller owns ``staging_dir`` and removes it.
+    """
+    _check_source(src)
+    payload = _decrypt(src, backup_password, staging_dir)
+    # From here on the payload is authenticated.
+    tree = os.path.join(staging_dir, TREE_NAME)
+    os.mkdir(tree, 0o700)
+    try:
+        members = _archive.extract_archive(payload, tree, max_total_bytes=max_total_bytes)
+    except _archive.ArchiveError as exc:
+        raise BackupInvalid('the backup %s decrypted, but its archive is unusable: %s' % (src, exc))
+    finally:
+        os.unlink(payload)
+    staged = StagedBackup(staging_dir, members)
+    _check_members(staged)
+    problem = _sqlite.integrity_check(staged.db_path)
+    if problem:
+        raise BackupInvalid('nexus.db in the backup fails PRAGMA integrity_check: %s' % problem)
+    check_schema(staged.db_path)
+    staged.integrity = 'ok'
+    staged.secrets = _sqlite.count_live_secrets(staged.db_path)
+    _drop_sqlite_sidecars(staged.db_path)
+    if key_password is not None:
+        try:
+            unlocked = _keyring.keyring_unlocks(staged.keys_dir, key_password)
+        except _keyring.KeyringError as exc:
+            raise BackupInvalid('the keyring in the backup is unusable: %s' % exc)
+        if not unlocked:
+            raise KeyringMismatch('key_password does not unlock the keyring in the backup: NEXUS started with '
+                                  'it would replace the restored keys with new ones, losing every secret')
+        staged.keyring_verified = True
+    return staged
