@@ -1,0 +1,72 @@
+# -*- coding: utf-8 -*-
+# Copyright: nexus.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+    """Options of every module that talks to a NEXUS server over its REST API."""
+
+    DOCUMENTATION = r'''
+options:
+  url:
+    description:
+      - Base URL of the NEXUS server.
+      - If not set, the value of the E(NEXUS_URL) environment variable is used (read on the managed
+        host when the task runs, so C(environment:) on the task or play works).
+    type: str
+    default: http://127.0.0.1:9000
+  username:
+    description:
+      - User to log in as (C(POST /api/v1/auth/login)); the JWT it returns is used for the run.
+      - Requires O(password). Mutually exclusive with O(token) and O(api_key).
+      - If not set, the value of the E(NEXUS_USERNAME) environment variable is used.
+    type: str
+  password:
+    description:
+      - Password of O(username), used only for the API login.
+      - If not set, the value of the E(NEXUS_PASSWORD) environment variable is used.
+    type: str
+  token:
+    description:
+      - "A JWT sent in the header C(Authorization: Bearer <token>); no login happens."
+      - Mutually exclusive with O(api_key) and O(username)/O(password).
+      - If not set, the value of the E(NEXUS_TOKEN) environment variable is used.
+      - When several credentials come from environment variables, O(token) wins, then O(api_key),
+        then O(username)/O(password).
+    type: str
+  api_key:
+    description:
+      - An API key sent in the C(X-API-Key) header (never in the URL).
+      - Mutually exclusive with O(token) and O(username)/O(password).
+      - If not set, the value of the E(NEXUS_API_KEY) environment variable is used.
+    type: str
+  timeout:
+    description:
+      - Seconds to wait for the server to answer one request.
+    type: int
+    default: 30
+  validate_certs:
+    description:
+      - Verify the server's TLS certificate for C(https://) URLs.
+      - If not set, the value of the E(NEXUS_VALIDATE_CERTS) environment variable is used.
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - A CA bundle file to verify the server's certificate with, instead of the system store.
+    type: path
+  retries:
+    description:
+      - How many times a request is repeated after a connection error or an HTTP 502, 503 or 504
+        answer, with exponential backoff and jitter.
+      - Only requests that are safe to repeat are retried. Writes are repeated only where the
+        module first re-checks the server's state (see each module's notes).
+    type: int
+    default: 3
+notes:
+  - The connection options can be set once for all modules of the collection that take them with
+    C(module_defaults) and the action group C(group/nexus.secrets.nexus).
+  - Credentials never appear in results or error messages.
+'''

@@ -1,0 +1,383 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nexus.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: nexus_import
+short_description: Import secrets into a NEXUS server from a nexusctl export file
+version_added: 0.1.0
+author:
+  - nexus.secrets maintainers
+description:
+  - Reads an export file written by C(nexusctl export) or M(nexus.secrets.nexus_export), plain JSON
+    or encrypted, validates all of it, then creates the secrets the server does not have, with
+    O(workers) parallel requests.
+  - Existing secrets are skipped, or with O(overwrite=true) read and updated only when their value
+    or metadata differ (every update creates a new version on the server, so identical secrets are
+    left alone). A second identical run changes nothing.
+  - Works around C(nexusctl import)'s failure against sqlite servers, which answer an existing path
+    with HTTP 500 instead of 409. A create refused with 500 or 409 is re-checked with a GET; an
+    existing secret is then skipped or compared; a path the server has deleted (NEXUS never lets a
+    deleted path be created again) is reported in RV(failed) with that reason.
+  - Creates and updates that fail with a connection error or an HTTP 500/502/503/504 answer are
+    retried (up to O(retries) times) only after a GET shows they did not take effect, so a retry
+    never duplicates a write.
+extends_documentation_fragment:
+  - nexus.secrets.connection
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reads the file and the server (listing and GETs only) and reports what a real run would do.
+      - The API hides deleted paths, so a deleted path in the file is predicted as created.
+  diff_mode:
+    support: full
+    details: Lists the secret paths per outcome (created, updated, unchanged, skipped, failed); never values.
+  platform:
+    platforms: posix
+options:
+  src:
+    description:
+      - The export file. JSON when its first non-blank character is C({), otherwise nexusctl's
+        encrypted envelope, which needs O(export_password).
+    type: path
+    required: true
+  export_password:
+    description:
+      - Password of an encrypted O(src).
+      - If not set, the value of the E(NEXUS_EXPORT_PASSWORD) environment variable is used.
+    type: str
+  overwrite:
+    description:
+      - Update secrets that already exist on the server when their value or metadata differ from
+        the file. When V(false) they are skipped without being read.
+    type: bool
+    default: false
+  prefix:
+    description:
+      - Import only the secrets of the file whose path starts with this string (literal match).
+    type: str
+    default: ''
+  workers:
+    description:
+      - How many secrets are processed in parallel.
+    type: int
+    default: 8
+  fail_on_error:
+    description:
+      - Fail the task when any secret could not be imported (after all the others were processed).
+      - When V(false) the task succeeds and RV(failed) lists them.
+    type: bool
+    default: true
+notes:
+  - The whole file is checked before the server is contacted (valid JSON, a C(secrets) list, each with a
+    non-empty string C(path) and C(value), C(metadata) a map of strings, no path twice); an invalid file
+    changes nothing.
+  - The C(version) and C(created_*) fields of the file are ignored, as C(nexusctl import) does.
+  - Paths that end in C(/versions), start or end with C(/), or contain C(//), C(.) or C(..) segments are
+    not imported and are reported in RV(failed), since NEXUS would store them but could never return them.
+seealso:
+  - module: nexus.secrets.nexus_export
+'''
+
+EXAMPLES = r'''
+- name: Migrate secrets from one server to another
+  module_defaults:
+    group/nexus.secrets.nexus:
+      username: admin
+      password: "{{ nexus_admin_password }}"
+  block:
+    - name: Export from the old server
+      nexus.secrets.nexus_export:
+        url: http://old-nexus:9000
+        dest: /root/migration.json.enc
+        export_password: "{{ export_password }}"
+
+    - name: Import into the new server, updating what differs
+      nexus.secrets.nexus_import:
+        url: http://new-nexus:9000
+        src: /root/migration.json.enc
+        export_password: "{{ export_password }}"
+        overwrite: true
+
+- name: Import a nexusctl export with an API key, reporting failures without failing
+  nexus.secrets.nexus_import:
+    api_key: "{{ nexus_api_key }}"
+    src: secrets.json
+    fail_on_error: false
+  register: imported
+'''
+
+RETURN = r'''
+created:
+  description: How many secrets were created (in check mode, would be).
+  returned: always
+  type: int
+  sample: 8
+updated:
+  description: How many existing secrets got a new value or metadata (needs O(overwrite)).
+  returned: always
+  type: int
+  sample: 1
+unchanged:
+  description: How many existing secrets already held the file's value and metadata (needs O(overwrite)).
+  returned: always
+  type: int
+  sample: 2
+skipped:
+  description: How many existing secrets were left alone because O(overwrite) is V(false).
+  returned: always
+  type: int
+  sample: 0
+failed:
+  description: The secrets that could not be imported, with the reason.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: The secret's path.
+      type: str
+    reason:
+      description: Why it was not imported.
+      type: str
+  sample:
+    - path: prod/deleted/thing
+      reason: "the path was deleted on the server, and NEXUS never lets a deleted path be created again
+        (create answered HTTP 500: failed to create secret, GET answers 404)"
+total:
+  description: How many secrets of the file were considered (after O(prefix)).
+  returned: always
+  type: int
+  sample: 11
+'''
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+
+from ansible_collections.nexus.secrets.plugins.module_utils._api import NexusApiError
+from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
+    CONNECTION_MODULE_KWARGS,
+    api_failure_msg,
+    client_from_module,
+    nexus_argument_spec,
+)
+from ansible_collections.nexus.secrets.plugins.module_utils._parallel import map_parallel
+from ansible_collections.nexus.secrets.plugins.module_utils._secrets_io import (
+    ExportFileError,
+    decode_export,
+    summarize_problems,
+    unreachable_reason,
+    validate_export,
+)
+
+OUTCOMES = ('created', 'updated', 'unchanged', 'skipped', 'failed')
+AUTH_STATUSES = (401, 403)
+REFUSED = (409, 500)  # what a create of an existing (or deleted) path answers: memory 409, sqlite 500
+
+
+class AuthLost(Exception):
+    """The server stopped accepting our credentials mid-run: stop instead of failing every secret."""
+
+    def __init__(self, error):
+        super(AuthLost, self).__init__(error.describe())
+        self.error = error
+
+
+def same_secret(current, secret):
+    return current.get('value') == secret['value'] and (current.get('metadata') or {}) == secret['metadata']
+
+
+def retryable_write(exc):
+    """A write failure worth repeating once a GET shows the write did not land."""
+    return exc.transient or exc.status == 500
+
+
+class Importer(object):
+    """Decides and performs the import of one secret; returns ``(outcome, reason)``."""
+
+    def __init__(self, client, present, overwrite, check_mode):
+        self.client = client
+        self.present = present
+        self.overwrite = overwrite
+        self.check_mode = check_mode
+        self.retries = client.retries
+
+    def __call__(self, secret):
+        hint = unreachable_reason(secret['path'])
+        if hint:
+            return 'failed', 'not imported: NEXUS could store it but never return it (%s)' % hint
+        try:
+            if secret['path'] in self.present:
+                return self.existing(secret, None, False)
+            if self.check_mode:
+                return 'created', None
+            return self.create(secret)
+        except NexusApiError as exc:
+            if exc.status in AUTH_STATUSES:
+                raise AuthLost(exc)
+            return 'failed', exc.describe()
+
+    def existing(self, secret, current, maybe_ours):
+        """A secret the server has: ``current`` is its GET answer when already read."""
+        if current is not None and maybe_ours and same_secret(current, secret):
+            return 'created', None  # an earlier attempt of ours landed although its answer was lost
+        if not self.overwrite:
+            return 'skipped', None
+        if current is None:
+            current = self.client.find_secret(secret['path'])
+            if current is None:
+                return 'failed', 'listed by the server, but GET answers 404 (deleted meanwhile?)'
+        if same_secret(current, secret):
+            return 'unchanged', None
+        if self.check_mode:
+            return 'updated', None
+        return self.update(secret)
+
+    def create(self, secret):
+        path = secret['path']
+        maybe_ours = False
+        last = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.client.pause(attempt - 1)
+            try:
+                self.client.create_secret(path, secret['value'], secret['metadata'])
+                return 'created', None
+            except NexusApiError as exc:
+                if not (exc.transient or exc.status in REFUSED):
+                    raise
+                last = exc
+                maybe_ours = maybe_ours or exc.transient
+            # Did the path exist after all (sqlite's unmapped UNIQUE error), or did our write land?
+            current = self.client.find_secret(path)
+            if current is not None:
+                return self.existing(secret, current, maybe_ours)
+            if last.status == 409:
+                break  # "already exists" yet not readable: it is deleted, no retry can help
+        if last.status in REFUSED:
+            return 'failed', ('the path was deleted on the server, and NEXUS never lets a deleted path '
+                              'be created again (create answered HTTP %d: %s, GET answers 404)'
+                              % (last.status, last.message))
+        return 'failed', last.describe()
+
+    def update(self, secret):
+        path = secret['path']
+        last = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.client.pause(attempt - 1)
+            try:
+                self.client.update_secret(path, secret['value'], secret['metadata'])
+                return 'updated', None
+            except NexusApiError as exc:
+                if exc.status == 404:
+                    return 'failed', 'the secret was deleted on the server during the import'
+                if not retryable_write(exc):
+                    raise
+                last = exc
+            # Repeat the PUT only if the first one did not land: every PUT adds a version.
+            current = self.client.find_secret(path)
+            if current is None:
+                return 'failed', 'the secret was deleted on the server during the import'
+            if same_secret(current, secret):
+                return 'updated', None
+        return 'failed', last.describe()
+
+
+def load_secrets(module, src, password):
+    try:
+        with open(src, 'rb') as fh:
+            blob = fh.read()
+    except (IOError, OSError) as exc:
+        module.fail_json(msg='cannot read src %s: %s' % (src, exc.strerror or exc))
+    try:
+        document = decode_export(blob, password)
+    except ExportFileError as exc:
+        module.fail_json(msg='src %s cannot be imported: %s; nothing was changed' % (src, exc))
+    secrets, problems = validate_export(document)
+    if problems:
+        module.fail_json(msg='src %s is not a valid export (%d problem(s)): %s; nothing was changed'
+                             % (src, len(problems), summarize_problems(problems)))
+    return secrets
+
+
+def diff_of(results):
+    lines = []
+    for outcome in OUTCOMES:
+        paths = sorted(path for path, (got, _) in results.items() if got == outcome)
+        if paths:
+            lines.append('%s (%d):\n' % (outcome, len(paths)))
+            lines.extend('  %s\n' % path for path in paths)
+    return dict(prepared=''.join(lines))
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=nexus_argument_spec(
+            src=dict(type='path', required=True),
+            export_password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_EXPORT_PASSWORD'])),
+            overwrite=dict(type='bool', default=False),
+            prefix=dict(type='str', default=''),
+            workers=dict(type='int', default=8),
+            fail_on_error=dict(type='bool', default=True),
+        ),
+        supports_check_mode=True,
+        **CONNECTION_MODULE_KWARGS
+    )
+    params = module.params
+    prefix = params['prefix'] or ''
+    if params['workers'] < 1:
+        module.fail_json(msg='workers must be 1 or more (got %d)' % params['workers'])
+    secrets = [s for s in load_secrets(module, params['src'], params['export_password'] or None)
+               if s['path'].startswith(prefix)]
+
+    client = client_from_module(module, pool_size=params['workers'])
+    try:
+        # One listing tells which paths exist; the server's prefix filter may only widen it.
+        present = set(s.get('path') for s in client.list_secrets(prefix or None) if isinstance(s, dict))
+    except NexusApiError as exc:
+        client.close()
+        module.fail_json(msg=api_failure_msg('cannot list the secrets at %s; nothing was changed' % client.url,
+                                             exc, params), status=exc.status)
+    importer = Importer(client, present, params['overwrite'], module.check_mode)
+    results = {}
+
+    def run(secret):
+        results[secret['path']] = importer(secret)
+
+    aborted = None
+    try:
+        map_parallel(run, secrets, params['workers'])
+    except AuthLost as exc:
+        aborted = exc.error
+    finally:
+        client.close()
+
+    counts = dict((outcome, 0) for outcome in OUTCOMES)
+    failed = []
+    for path in sorted(results):
+        outcome, reason = results[path]
+        counts[outcome] += 1
+        if outcome == 'failed':
+            failed.append(dict(path=path, reason=reason))
+    result = dict(changed=bool(counts['created'] or counts['updated']), created=counts['created'],
+                  updated=counts['updated'], unchanged=counts['unchanged'], skipped=counts['skipped'],
+                  failed=failed, total=len(secrets))
+    if module._diff:
+        result['diff'] = diff_of(results)
+    if aborted is not None:
+        module.fail_json(msg=api_failure_msg('the import stopped after %d of %d secrets'
+                                             % (len(results), len(secrets)), aborted, params), **result)
+    if failed and params['fail_on_error']:
+        module.fail_json(msg='%d of %d secrets could not be imported: %s' % (
+            len(failed), len(secrets),
+            summarize_problems(['%s: %s' % (f['path'], f['reason']) for f in failed], 5)), **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
