@@ -209,8 +209,10 @@ def restore(src, backup_password, layout, key_password=None, keep_pre_restore=Tr
             raise RestoreFailed('cannot create a private staging directory in %s: %s'
                                 % (staging_parent, exc.strerror or exc))
         try:
-            result.update(_stage_and_swap(src, backup_password, layout, staging, key_password, keep_pre_restore,
-                                          owner_ids, check_mode, want_diff, now, max_total_bytes))
+            out = _stage_and_swap(src, backup_password, layout, staging, key_password, keep_pre_restore,
+                                  owner_ids, check_mode, want_diff, now, max_total_bytes)
+            result['warnings'].extend(out.pop('warnings', []))
+            result.update(out)
         finally:
             # After a failed rollback the journal still needs the staged files; otherwise they go.
             if not os.path.lexists(layout.journal_path):
@@ -248,9 +250,11 @@ def _stage_and_swap(src, backup_password, layout, staging, key_password, keep_pr
     if check_mode:
         return out
     try:
-        _swap.swap_in(layout, journal, owner_ids)
+        done = _swap.swap_in(layout, journal, owner_ids)
     except _swap.SwapError as exc:
         raise RestoreFailed(str(exc))
+    if done.get('cleanup_error'):
+        out['warnings'] = [done['cleanup_error']]
     if journal['keep_pre_restore']:
         out['pre_restore_path'] = journal['pre_restore']
     return out

@@ -174,7 +174,7 @@ def swap_in(layout, journal, owner_ids=(-1, -1)):
     except Exception as exc:
         if layout.data_dir in created and not os.path.lexists(layout.journal_path):
             _rmdir_if_empty(layout.data_dir, 'undo mkdir data_dir')
-        raise SwapError('cannot start the swap in %s: %s' % (layout.data_dir, exc))
+        raise SwapError('cannot start the swap in %s (%s); nothing was changed' % (layout.data_dir, exc))
     try:
         for path in created:
             if path != layout.data_dir:
@@ -198,7 +198,11 @@ def swap_in(layout, journal, owner_ids=(-1, -1)):
                                  '%s and the journal %s; the next nexus_restore run finishes the rollback'
                                  % (exc, rb_exc, journal['pre_restore'], layout.journal_path))
         raise SwapError('restore failed while swapping files (%s); the previous state was put back' % exc)
-    finish(layout, journal)
+    try:
+        finish(layout, journal)
+    except Exception as exc:
+        # The new state is complete and committed; only clean-up is left, and the next run does it.
+        journal['cleanup_error'] = 'restored, but clean-up failed (%s); the next run finishes it' % exc
     return journal
 
 
