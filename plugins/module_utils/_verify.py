@@ -4,10 +4,11 @@
 """Decrypt, unpack and prove a backup inside a private staging directory.
 
 One code path for ``nexus_restore`` (which then swaps the staged files in) and
-``nexus_backup_info`` (which throws them away). Order matters: the envelope is decrypted into a
-file in the 0700 staging dir, and nothing reads that file until the GCM tag has verified; only then
-is it unpacked (strictly) and checked: ``nexus.db`` and the complete keyring present, SQLite
-``integrity_check``, NEXUS's tables, and - given ``key_password`` - the keyring unlocks with it.
+``nexus_backup_info`` (which throws them away). Order matters: the envelope is decrypted and
+unpacked (strictly) in one stream into the 0700 staging dir, and nothing there is used until the
+GCM tag at the end of the stream has verified; only then is it checked: ``nexus.db`` and the
+complete keyring present, SQLite ``integrity_check``, NEXUS's tables, and - given ``key_password`` -
+the keyring unlocks with it.
 
 A backup must carry the complete keyring: a database restored without its keys cannot be read,
 and the server replaces a missing or partial keyring with new keys (CONTRACT §1).
@@ -25,9 +26,10 @@ from ansible_collections.nexus.secrets.plugins.module_utils import _archive, _en
 
 DB_NAME = 'nexus.db'
 KEYS_NAME = 'data/keys'
-PAYLOAD_NAME = 'payload.tar.gz'
 TREE_NAME = 'tree'
 HASH_CHUNK = 1024 * 1024
+# NEXUS reads an unset or empty NEXUS_KEY_PASSWORD as this password (CONTRACT §1).
+NEXUS_DEFAULT_KEY_PASSWORD = 'changeme-in-production'
 
 # Tables and the columns our checks and the server depend on (CONTRACT §3).
 REQUIRED_SCHEMA = {
@@ -120,15 +122,33 @@ def check_schema(db_path):
         conn.close()
 
 
-def _decrypt(src, password, staging_dir):
-    payload = os.path.join(staging_dir, PAYLOAD_NAME)
-    fd = os.open(payload, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, 'wb') as out:
+def _drain(reader):
+    while reader.read(_envelope.CHUNK_SIZE):
+        pass
+
+
+def _unpack(src, password, tree, max_total_bytes):
+    """Decrypt and unpack in one stream; the tag is verified before this returns."""
+    try:
+        fh = open(src, 'rb')
+    except (IOError, OSError) as exc:
+        raise BackupInvalid('cannot read the backup %s: %s' % (src, exc.strerror or exc))
+    with fh:
+        reader = None
         try:
-            _envelope.decrypt_file(src, password, out)
+            reader = _envelope.EnvelopeReader(fh, password)
+            return _archive.extract_archive(reader, tree, max_total_bytes=max_total_bytes)
         except _envelope.EnvelopeError as exc:
-            raise BackupInvalid('cannot decrypt %s: %s' % (src, exc))
-    return payload
+            raise BackupInvalid('cannot decrypt the backup %s: %s' % (src, exc))
+        except _archive.ArchiveError as exc:
+            # A wrong password also yields garbage that is no gzip/tar: only the tag tells the two apart.
+            try:
+                _drain(reader)
+            except _envelope.EnvelopeError as tag_exc:
+                raise BackupInvalid('cannot decrypt the backup %s: %s' % (src, tag_exc))
+            raise BackupInvalid('the backup %s decrypted, but its archive is unusable: %s' % (src, exc))
+        except (IOError, OSError) as exc:
+            raise BackupInvalid('cannot read the backup %s: %s' % (src, exc.strerror or exc))
 
 
 def _check_source(src):
@@ -166,22 +186,22 @@ def stage_backup(src, backup_password, staging_dir, key_password=None, max_total
     """Decrypt ``src`` into ``staging_dir`` (an empty private dir), unpack and validate it.
 
     Returns a StagedBackup; raises BackupInvalid (KeyringMismatch for a key password that does not
-    unlock the keyring). The caller owns ``staging_dir`` and removes it.
+    unlock the keyring; an empty one means NEXUS's default, as for the server). The caller owns
+    ``staging_dir`` and removes it.
     """
     _check_source(src)
-    payload = _decrypt(src, backup_password, staging_dir)
-    # From here on the payload is authenticated.
     tree = os.path.join(staging_dir, TREE_NAME)
     os.mkdir(tree, 0o700)
-    try:
-        members = _archive.extract_archive(payload, tree, max_total_bytes=max_total_bytes)
-    except _archive.ArchiveError as exc:
-        raise BackupInvalid('the backup %s decrypted, but its archive is unusable: %s' % (src, exc))
-    finally:
-        os.unlink(payload)
+    # Unauthenticated plaintext lands only in the private staging dir, and nothing looks at it
+    # before _unpack returns, i.e. before the GCM tag verified.
+    members = [{'name': m['name'], 'size': m['size'], 'type': m['type'], 'mode': '%04o' % m['mode']}
+               for m in _unpack(src, backup_password, tree, max_total_bytes)]
     staged = StagedBackup(staging_dir, members)
     _check_members(staged)
-    problem = _sqlite.integrity_check(staged.db_path)
+    try:
+        problem = _sqlite.integrity_check(staged.db_path)
+    except sqlite3.DatabaseError as exc:
+        problem = str(exc)
     if problem:
         raise BackupInvalid('nexus.db in the backup fails PRAGMA integrity_check: %s' % problem)
     check_schema(staged.db_path)
@@ -190,7 +210,7 @@ def stage_backup(src, backup_password, staging_dir, key_password=None, max_total
     _drop_sqlite_sidecars(staged.db_path)
     if key_password is not None:
         try:
-            unlocked = _keyring.keyring_unlocks(staged.keys_dir, key_password)
+            unlocked = _keyring.keyring_unlocks(staged.keys_dir, key_password or NEXUS_DEFAULT_KEY_PASSWORD)
         except _keyring.KeyringError as exc:
             raise BackupInvalid('the keyring in the backup is unusable: %s' % exc)
         if not unlocked:

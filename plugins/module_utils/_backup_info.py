@@ -1,0 +1,107 @@
+# -*- coding: utf-8 -*-
+# Copyright: nexus.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""List backup files and verify them without restoring ("test restores regularly", automated).
+
+Verification is the restore's own validation (``_verify.stage_backup``) into a private temporary
+staging directory that is removed afterwards; nothing else is written.
+Private to this collection.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import os
+import re
+import tempfile
+
+from ansible_collections.nexus.secrets.plugins.module_utils import _retention, _verify
+from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import make_private_dir, remove_tree
+
+DEFAULT_PATTERN = 'nexus-backup-*.tar.gz.enc'
+SIDECAR_SUFFIX = '.sha256'
+SIDECAR_LINE_RE = re.compile(r'^([0-9a-fA-F]{64}) [ *](.+)$')
+STAGING_PREFIX = '.nexus-verify-'
+
+
+class InfoError(Exception):
+    """A user-facing reason why the backups cannot be listed."""
+
+
+def find_backups(path, pattern=DEFAULT_PATTERN):
+    """The backup files at ``path``: the file itself, or the regular files in it matching ``pattern``."""
+    if os.path.isfile(path):
+        return [path]
+    if not os.path.isdir(path):
+        raise InfoError('%s is neither a backup file nor a directory' % path)
+    try:
+        names = os.listdir(path)
+    except OSError as exc:
+        raise InfoError('cannot list %s: %s' % (path, exc.strerror or exc))
+    return [os.path.join(path, name) for name in names
+            if fnmatch.fnmatchcase(name, pattern) and not name.endswith(SIDECAR_SUFFIX)
+            and os.path.isfile(os.path.join(path, name)) and not os.path.islink(os.path.join(path, name))]
+
+
+def sidecar_state(path):
+    """'ok', 'mismatch' or 'missing' for the ``sha256sum``-format sidecar ``<path>.sha256``."""
+    try:
+        with open(path + SIDECAR_SUFFIX, 'r') as fh:
+            line = fh.readline().strip()
+    except (IOError, OSError):
+        return 'missing'
+    match = SIDECAR_LINE_RE.match(line)
+    if not match or os.path.basename(match.group(2)) != os.path.basename(path):
+        return 'mismatch'
+    return 'ok' if match.group(1).lower() == _verify.sha256_file(path) else 'mismatch'
+
+
+def describe(path):
+    st = os.stat(path)
+    name = os.path.basename(path)
+    when = _retention.parse_backup_time(name)
+    return {
+        'path': os.path.abspath(path),
+        'name': name,
+        'time': when.isoformat() if when else None,
+        'mtime': datetime.datetime.fromtimestamp(st.st_mtime).replace(microsecond=0).isoformat(),
+        'size': st.st_size,
+        'sidecar': sidecar_state(path),
+    }
+
+
+def verify(path, backup_password, key_password=None, tmp_dir=None):
+    """Validate one backup as a restore would; a bad backup is a result (``valid: false``), not an error."""
+    parent = tmp_dir or tempfile.gettempdir()
+    try:
+        staging = make_private_dir(parent, STAGING_PREFIX)
+    except OSError as exc:
+        raise InfoError('cannot create a private staging directory in %s: %s' % (parent, exc.strerror or exc))
+    try:
+        staged = _verify.stage_backup(path, backup_password, staging, key_password=key_password)
+        return {'valid': True, 'error': None, 'members': staged.members, 'secrets': staged.secrets,
+                'integrity': staged.integrity, 'keyring_verified': staged.keyring_verified}
+    except _verify.BackupInvalid as exc:
+        return {'valid': False, 'error': str(exc), 'members': [], 'secrets': None, 'integrity': None,
+                'keyring_verified': False}
+    except (IOError, OSError) as exc:
+        raise InfoError('cannot verify %s: staging in %s failed: %s' % (path, parent, exc))
+    finally:
+        remove_tree(staging)
+
+
+def _sort_key(entry):
+    return entry['time'] or entry['mtime']
+
+
+def inventory(path, pattern=DEFAULT_PATTERN, backup_password=None, key_password=None, check=False,
+              tmp_dir=None):
+    """``(backups newest first, latest)``; ``latest`` is the newest valid one when checking, else the newest."""
+    backups = sorted((describe(p) for p in find_backups(path, pattern)), key=_sort_key, reverse=True)
+    if check:
+        for entry in backups:
+            entry.update(verify(entry['path'], backup_password, key_password, tmp_dir))
+        valid = [entry for entry in backups if entry['valid']]
+        return backups, (valid[0] if valid else None)
+    return backups, (backups[0] if backups else None)

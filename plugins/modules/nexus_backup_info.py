@@ -1,0 +1,201 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nexus.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: nexus_backup_info
+short_description: List NEXUS backups and verify them without restoring
+version_added: 0.1.0
+author:
+  - nexus.secrets maintainers
+description:
+  - Lists the encrypted NEXUS backups (nexusctl format) in a directory, newest first, with the time
+    in their name, size, modification time and the state of their C(sha256sum) sidecar.
+  - With O(backup_password), verifies each one exactly as M(nexus.secrets.nexus_restore) would
+    before restoring it, without restoring it. It decrypts and unpacks into a private temporary
+    directory (removed afterwards). Then it checks the AES-GCM tag, the archive members, SQLite
+    C(PRAGMA integrity_check) and NEXUS's tables, counts the live secrets, and with O(key_password)
+    checks that the keyring unlocks. This is the backup guide's "test restores regularly",
+    automated.
+  - Never changes anything.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.info_module
+attributes:
+  check_mode:
+    support: full
+    details: Runs the same way in check mode; it never changes anything.
+  platform:
+    platforms: posix
+options:
+  path:
+    description:
+      - A backup file, or a directory whose files matching O(pattern) are listed.
+    type: path
+    required: true
+  pattern:
+    description:
+      - Shell-style pattern of the backup file names in a directory (sidecars C(*.sha256) are never
+        listed).
+    type: str
+    default: nexus-backup-*.tar.gz.enc
+  backup_password:
+    description:
+      - The password the backups were encrypted with. Without it, backups are only listed.
+      - If not set, the value of the E(NEXUS_BACKUP_PASSWORD) environment variable is used.
+    type: str
+  key_password:
+    description:
+      - When verifying, also check that each backup's keyring unlocks with this password (the
+        E(NEXUS_KEY_PASSWORD) the server will be started with). A backup whose keyring does not
+        unlock is reported as not valid.
+      - If not set, the value of the E(NEXUS_KEY_PASSWORD) environment variable is used. An empty
+        string means NEXUS's default password C(changeme-in-production), as for the server.
+    type: str
+  verify:
+    description:
+      - Whether to verify the backups. Defaults to V(true) when O(backup_password) is known, V(false)
+        otherwise; V(true) without a password is an error.
+    type: bool
+  tmp_dir:
+    description:
+      - Where the private staging directory is made while verifying; it needs room for the
+        largest unpacked backup. Defaults to the system's temporary directory.
+    type: path
+seealso:
+  - module: nexus.secrets.nexus_backup
+  - module: nexus.secrets.nexus_restore
+'''
+
+EXAMPLES = r'''
+- name: List the backups
+  nexus.secrets.nexus_backup_info:
+    path: /var/backups/nexus
+  register: listing
+
+- name: Verify every backup, keyring included, and fail when the newest is not restorable
+  nexus.secrets.nexus_backup_info:
+    path: /var/backups/nexus
+    backup_password: "{{ vault_nexus_backup_password }}"
+    key_password: "{{ vault_nexus_key_password }}"
+  register: checked
+
+- name: Restore drill alarm
+  ansible.builtin.assert:
+    that:
+      - checked.backups | length > 0
+      - checked.backups[0].valid
+      - checked.backups[0].sidecar == 'ok'
+    fail_msg: "The newest NEXUS backup is not restorable: {{ checked.backups[0].error | default('none found') }}"
+'''
+
+RETURN = r'''
+backups:
+  description: The backups found, newest first (by the time in their name, else modification time).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: Absolute path of the backup file.
+      type: str
+    name:
+      description: File name.
+      type: str
+    time:
+      description: The local time in the nexusctl file name, ISO 8601; null when the name holds none.
+      type: str
+    mtime:
+      description: Modification time (local), ISO 8601.
+      type: str
+    size:
+      description: Size in bytes.
+      type: int
+    sidecar:
+      description: The C(<name>.sha256) sidecar agrees with the file (V(ok)), does not (V(mismatch)),
+        or does not exist (V(missing)).
+      type: str
+    valid:
+      description: Whether the backup passed every check. Only when verifying.
+      type: bool
+    error:
+      description: Why it is not valid; null when it is. Only when verifying.
+      type: str
+    members:
+      description: Archive members (name, size, type, mode). Only when verifying.
+      type: list
+      elements: dict
+    secrets:
+      description: Live (not deleted) secrets in the backup's database. Only when verifying.
+      type: int
+    integrity:
+      description: Result of C(PRAGMA integrity_check) (V(ok)). Only when verifying.
+      type: str
+    keyring_verified:
+      description: Whether the keyring unlocked with O(key_password). Only when verifying.
+      type: bool
+  sample:
+    - path: /var/backups/nexus/nexus-backup-2025-12-04-001500.tar.gz.enc
+      name: nexus-backup-2025-12-04-001500.tar.gz.enc
+      time: '2025-12-04T00:15:00'
+      mtime: '2025-12-04T00:15:02'
+      size: 48211
+      sidecar: ok
+      valid: true
+      error: null
+      members: [{name: nexus.db, size: 45056, type: file, mode: '0600'}]
+      secrets: 12
+      integrity: ok
+      keyring_verified: true
+latest:
+  description: The newest valid backup when verifying, else the newest backup; null when none.
+    Same keys as an element of RV(backups).
+  returned: always
+  type: dict
+verified:
+  description: Whether the backups were verified.
+  returned: always
+  type: bool
+'''
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.nexus.secrets.plugins.module_utils import _backup_info, _crypto
+
+
+def argument_spec():
+    return dict(
+        path=dict(type='path', required=True),
+        pattern=dict(type='str', default=_backup_info.DEFAULT_PATTERN),
+        backup_password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_BACKUP_PASSWORD'])),
+        key_password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_KEY_PASSWORD'])),
+        verify=dict(type='bool'),
+        tmp_dir=dict(type='path'),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params = module.params
+    check = params['verify']
+    if check is None:
+        check = bool(params['backup_password'])
+    if check and not params['backup_password']:
+        module.fail_json(msg='verify=true needs backup_password (or NEXUS_BACKUP_PASSWORD)')
+    if check:
+        missing = _crypto.missing_dependency()
+        if missing:
+            module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+    try:
+        backups, latest = _backup_info.inventory(params['path'], params['pattern'], params['backup_password'],
+                                                 params['key_password'], check, params['tmp_dir'])
+    except _backup_info.InfoError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, backups=backups, latest=latest, verified=check)
+
+
+if __name__ == '__main__':
+    main()

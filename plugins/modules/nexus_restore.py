@@ -1,0 +1,262 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nexus.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: nexus_restore
+short_description: Restore a NEXUS backup (nexusctl format) into a data directory, atomically
+version_added: 0.1.0
+author:
+  - nexus.secrets maintainers
+description:
+  - Restores a C(nexus-backup-*.tar.gz.enc) file made by C(nexusctl backup create) or
+    M(nexus.secrets.nexus_backup) into the data directory of a stopped NEXUS server.
+  - Nothing live is touched until the whole backup is proven. The file is decrypted and unpacked in
+    one stream into a private C(0700) staging directory on the data directory's filesystem
+    (C(<data_dir>/.nexus-restore-*)); only after the AES-GCM tag verified are the members checked
+    (C(nexus.db) and the four key files present, nothing else), the database passes
+    C(PRAGMA integrity_check) and has NEXUS's tables, and, with O(key_password), the backup's
+    keyring unlocks with that password.
+  - Then the current C(nexus.db), any C(nexus.db-wal), C(nexus.db-shm) or C(nexus.db-journal) and the
+    whole keys directory are moved into a pre-restore directory and the staged files renamed into
+    place. A stale WAL is therefore never replayed over the restored database (nexusctl's restore
+    leaves it, and SQLite undoes the restore with it), and the restored keyring is exactly the
+    backup's, without key files the backup does not have.
+  - Each step is announced in a journal (C(<data_dir>/.nexus-restore.journal)). If the swap fails it
+    is rolled back at once; if the process dies, the next run of this module finds the journal and
+    undoes an unfinished swap or finishes a committed one before doing anything else, so the data
+    directory always ends up holding either the complete previous state or the complete backup.
+  - Idempotent. When the data directory already holds exactly the backup's files (same SHA-256 for
+    C(nexus.db) and each key file, modes C(0600)/C(0700), the requested owner and group) and no stale
+    WAL, nothing is moved and the task reports no change.
+  - Refuses to run while a NEXUS server answers on O(health_url), unless O(force=true).
+extends_documentation_fragment:
+  - nexus.secrets.data_dir
+  - nexus.secrets.backup_password
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Performs every check (decrypts, unpacks and validates into staging, then removes it) and
+      reports whether the restore would change the data directory.
+  diff_mode:
+    support: full
+    details: Lists the files before and after (name, size, SHA-256); never their contents.
+  platform:
+    platforms: posix
+options:
+  src:
+    description:
+      - The encrypted backup file on the managed host.
+    type: path
+    required: true
+  key_password:
+    description:
+      - The keyring password the server will be started with (E(NEXUS_KEY_PASSWORD)).
+      - When given, the backup's keyring must unlock with it, or nothing is changed. NEXUS replaces a
+        keyring it cannot unlock with new keys at start-up, which makes every restored secret
+        unreadable; this check is the guard against that.
+      - If not set, the value of the E(NEXUS_KEY_PASSWORD) environment variable is used; if that is not
+        set either, the keyring is not checked (RV(keyring_verified=false)).
+      - An empty string means NEXUS's default password C(changeme-in-production), as for the server.
+    type: str
+  health_url:
+    description:
+      - The server's health URL. Any HTTP answer (even an error status) means a server is running and
+        the restore is refused; only a refused connection counts as stopped.
+    type: str
+    default: http://127.0.0.1:9000/health
+  force:
+    description:
+      - Restore without probing O(health_url). Only for a server that is known to be stopped, or that
+        serves another data directory.
+    type: bool
+    default: false
+  pre_restore_backup:
+    description:
+      - Keep the replaced files in C(<data_dir>/pre-restore-YYYY-MM-DD-HHMMSS/) (returned as
+        RV(pre_restore_path)). That directory is a complete NEXUS working directory (C(nexus.db) with
+        its WAL as it was, and C(data/keys)), so nothing committed is lost.
+      - With V(false) the replaced files are deleted once the restore has succeeded.
+    type: bool
+    default: true
+  owner:
+    description:
+      - Owner (name or uid) of the restored files and of directories this module creates, usually
+        C(nexus). Default is the user running the module.
+    type: str
+  group:
+    description:
+      - Group (name or gid) of the restored files and of directories this module creates.
+    type: str
+notes:
+  - Restored files are C(0600), the keys directory C(0700).
+  - A missing O(data_dir) is created C(0700) (disaster recovery onto a fresh host); a missing parent
+    of it is an error. O(db_path) and the keys directory must be on the same filesystem as O(data_dir).
+  - A backup without C(nexus.db), without the complete keyring (C(master.key), C(signing.key),
+    C(verify.key), C(age.key)) or whose database holds no tables (a hot nexusctl backup) is refused.
+  - "To roll back by hand: stop NEXUS, move C(nexus.db) and C(data/keys) out of O(data_dir), move
+    C(nexus.db*) and C(data/keys) from the pre-restore directory back, start NEXUS with the old key
+    password. Or run this module with a backup of the pre-restore state."
+  - Only one restore runs per data directory at a time (a lock on the directory).
+seealso:
+  - module: nexus.secrets.nexus_backup
+  - module: nexus.secrets.nexus_backup_info
+'''
+
+EXAMPLES = r'''
+- name: Restore the latest verified backup onto a stopped server
+  nexus.secrets.nexus_restore:
+    src: /var/backups/nexus/nexus-backup-2025-12-04-001500.tar.gz.enc
+    backup_password: "{{ vault_nexus_backup_password }}"
+    key_password: "{{ vault_nexus_key_password }}"
+    owner: nexus
+    group: nexus
+  register: restored
+
+- name: Disaster recovery onto a fresh host, passwords from the environment
+  nexus.secrets.nexus_restore:
+    src: /tmp/nexus-backup.tar.gz.enc
+    data_dir: /var/lib/nexus
+  environment:
+    NEXUS_BACKUP_PASSWORD: "{{ vault_nexus_backup_password }}"
+    NEXUS_KEY_PASSWORD: "{{ vault_nexus_key_password }}"
+
+- name: Dry run with the file list
+  nexus.secrets.nexus_restore:
+    src: /var/backups/nexus/nexus-backup-2025-12-04-001500.tar.gz.enc
+    backup_password: "{{ vault_nexus_backup_password }}"
+  check_mode: true
+  diff: true
+'''
+
+RETURN = r'''
+members:
+  description: The members of the backup archive.
+  returned: when the backup could be read
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Member name in the archive.
+      type: str
+    size:
+      description: Size in bytes (0 for the directory).
+      type: int
+    type:
+      description: C(file) or C(dir).
+      type: str
+    mode:
+      description: Permissions recorded in the archive, octal (restored files are always C(0600)).
+      type: str
+  sample: [{name: nexus.db, size: 45056, type: file, mode: '0644'}, {name: data/keys, size: 0, type: dir, mode: '0700'}]
+secrets:
+  description: Number of live (not deleted) secrets in the backup's database.
+  returned: when the backup could be read
+  type: int
+  sample: 12
+integrity:
+  description: Result of C(PRAGMA integrity_check) on the backup's database.
+  returned: when the backup could be read
+  type: str
+  sample: ok
+keyring_verified:
+  description: Whether the backup's keyring was proven to unlock with O(key_password).
+  returned: when the backup could be read
+  type: bool
+  sample: true
+pre_restore_path:
+  description: The directory holding the replaced files; null when nothing was replaced or
+    O(pre_restore_backup=false).
+  returned: always
+  type: str
+  sample: /var/lib/nexus/pre-restore-2025-12-05-101500
+removed:
+  description: Stale SQLite files (C(nexus.db-wal), C(nexus.db-shm), C(nexus.db-journal)) taken away
+    from the live database (kept in the pre-restore directory). In check mode, those that would be.
+  returned: always
+  type: list
+  elements: str
+  sample: [nexus.db-wal, nexus.db-shm]
+recovered:
+  description: What was done about an interrupted earlier restore found at the start
+    (C(rolled_back) or C(completed)); null when there was none.
+  returned: always
+  type: str
+  sample: null
+duration:
+  description: Seconds the module took.
+  returned: always
+  type: float
+  sample: 1.42
+'''
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _health, _restore, _swap
+
+
+def argument_spec():
+    return dict(
+        src=dict(type='path', required=True),
+        backup_password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_BACKUP_PASSWORD'])),
+        data_dir=dict(type='path', default='/var/lib/nexus'),
+        db_path=dict(type='path'),
+        keys_dir=dict(type='path'),
+        key_password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_KEY_PASSWORD'])),
+        health_url=dict(type='str', default='http://127.0.0.1:9000/health'),
+        force=dict(type='bool', default=False),
+        pre_restore_backup=dict(type='bool', default=True),
+        owner=dict(type='str'),
+        group=dict(type='str'),
+    )
+
+
+def summary(result, check_mode):
+    if not result['changed']:
+        return 'the data directory already holds exactly this backup'
+    verb = 'would restore' if check_mode else 'restored'
+    return '%s %d secrets%s' % (verb, result['secrets'],
+                                ' (keyring verified)' if result['keyring_verified'] else '')
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    started = time.monotonic()
+    missing = _crypto.missing_dependency()
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+    params = module.params
+    if not params['backup_password']:
+        module.fail_json(msg='backup_password is required (or set NEXUS_BACKUP_PASSWORD)')
+    if not params['force']:
+        state, detail = _health.probe(params['health_url'])
+        if state != _health.STOPPED:
+            module.fail_json(msg='refusing to restore: a NEXUS server may be running (%s); stop it first, or '
+                                 'set force=true if it serves another data directory; nothing was changed'
+                                 % detail)
+    layout = _swap.Layout(params['data_dir'], params['db_path'], params['keys_dir'])
+    try:
+        owner_ids = _restore.resolve_owner(params['owner'], params['group'])
+        result = _restore.restore(params['src'], params['backup_password'], layout,
+                                  key_password=params['key_password'],
+                                  keep_pre_restore=params['pre_restore_backup'], owner_ids=owner_ids,
+                                  check_mode=module.check_mode, want_diff=module._diff)
+    except _restore.RestoreFailed as exc:
+        module.fail_json(msg=str(exc), changed=False, duration=round(time.monotonic() - started, 3))
+    except _swap.RollbackFailed as exc:
+        module.fail_json(msg=str(exc), changed=True, duration=round(time.monotonic() - started, 3))
+    for warning in result.pop('warnings'):
+        module.warn(warning)
+    result['msg'] = summary(result, module.check_mode)
+    result['duration'] = round(time.monotonic() - started, 3)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
