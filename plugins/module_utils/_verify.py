@@ -22,14 +22,14 @@ import os
 import sqlite3
 import stat
 
+from urllib.parse import quote
+
 from ansible_collections.nexus.secrets.plugins.module_utils import _archive, _envelope, _keyring, _sqlite
 
 DB_NAME = 'nexus.db'
 KEYS_NAME = 'data/keys'
 TREE_NAME = 'tree'
 HASH_CHUNK = 1024 * 1024
-# NEXUS reads an unset or empty NEXUS_KEY_PASSWORD as this password (CONTRACT §1).
-NEXUS_DEFAULT_KEY_PASSWORD = 'changeme-in-production'
 
 # Tables and the columns our checks and the server depend on (CONTRACT §3).
 REQUIRED_SCHEMA = {
@@ -97,7 +97,7 @@ class StagedBackup(object):
 
 def _ro_connect(db_path):
     # immutable: reading must never create -wal/-shm files beside the staged database.
-    return sqlite3.connect('file:%s?mode=ro&immutable=1' % db_path, uri=True)
+    return sqlite3.connect('file:%s?mode=ro&immutable=1' % quote(os.path.abspath(db_path)), uri=True)
 
 
 def check_schema(db_path):
@@ -175,13 +175,6 @@ def _check_members(staged):
                             % ', '.join(missing))
 
 
-def _drop_sqlite_sidecars(db_path):
-    # The integrity check may open the database read-write; its -wal/-shm are not part of the backup.
-    for suffix in ('-wal', '-shm', '-journal'):
-        if os.path.lexists(db_path + suffix):
-            os.unlink(db_path + suffix)
-
-
 def stage_backup(src, backup_password, staging_dir, key_password=None, max_total_bytes=None):
     """Decrypt ``src`` into ``staging_dir`` (an empty private dir), unpack and validate it.
 
@@ -206,11 +199,13 @@ def stage_backup(src, backup_password, staging_dir, key_password=None, max_total
         raise BackupInvalid('nexus.db in the backup fails PRAGMA integrity_check: %s' % problem)
     check_schema(staged.db_path)
     staged.integrity = 'ok'
-    staged.secrets = _sqlite.count_live_secrets(staged.db_path)
-    _drop_sqlite_sidecars(staged.db_path)
+    try:
+        staged.secrets = _sqlite.count_live_secrets(staged.db_path)
+    except sqlite3.DatabaseError as exc:
+        raise BackupInvalid('nexus.db in the backup cannot be read: %s' % exc)
     if key_password is not None:
         try:
-            unlocked = _keyring.keyring_unlocks(staged.keys_dir, key_password or NEXUS_DEFAULT_KEY_PASSWORD)
+            unlocked = _keyring.keyring_unlocks(staged.keys_dir, key_password)
         except _keyring.KeyringError as exc:
             raise BackupInvalid('the keyring in the backup is unusable: %s' % exc)
         if not unlocked:
