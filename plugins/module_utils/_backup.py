@@ -1,0 +1,163 @@
+# -*- coding: utf-8 -*-
+# Copyright: nexus.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Create one nexusctl-compatible encrypted backup, in one streaming pass, atomically.
+
+``SQLite online backup -> snapshot in a private 0700 dir -> tar -> gzip -> AES-GCM -> temp file
+(0600) -> fsync -> rename to the final name -> sha256sum sidecar``. Nothing appears under the
+final name unless it is complete. Private to this collection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+
+from ansible_collections.nexus.secrets.plugins.module_utils import _fsutil
+from ansible_collections.nexus.secrets.plugins.module_utils._archive import DB_NAME, ArchiveError, write_archive
+from ansible_collections.nexus.secrets.plugins.module_utils._envelope import EnvelopeError, EnvelopeWriter
+from ansible_collections.nexus.secrets.plugins.module_utils._retention import SIDECAR_SUFFIX, backup_name
+from ansible_collections.nexus.secrets.plugins.module_utils._sqlite import (
+    DatabaseError, count_live_secrets, snapshot_database)
+
+PRIVATE_PREFIX = '.nexus-backup-'
+WRITE_BUFFER = 1024 * 1024
+
+
+class BackupError(Exception):
+    """A user-facing reason why no backup was made."""
+
+
+class _HashingFile(object):
+    """The write layer: every ciphertext byte goes to the file and into the sha256 once."""
+
+    def __init__(self, fileobj):
+        self._fh = fileobj
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data):
+        self._fh.write(data)
+        self.sha256.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self):
+        self._fh.flush()
+
+
+def validate_name(name):
+    """A plain file name for the backup, or BackupError."""
+    if not name or name in ('.', '..') or '/' in name or '\0' in name:
+        raise BackupError('name must be a plain file name, got %r' % name)
+    if name.startswith('.'):
+        raise BackupError('name must not start with "." (reserved for temporary files): %r' % name)
+    if name.endswith(SIDECAR_SUFFIX):
+        raise BackupError('name must not end with %s (that is the checksum sidecar): %r' % (SIDECAR_SUFFIX, name))
+    return name
+
+
+def ensure_dest_dir(dest_dir):
+    """Create ``dest_dir`` 0700 when absent (as nexusctl does); refuse a non-directory."""
+    if os.path.isdir(dest_dir):
+        return False
+    if os.path.lexists(dest_dir):
+        raise BackupError('dest %s exists and is not a directory' % dest_dir)
+    try:
+        os.makedirs(dest_dir, 0o700)
+    except OSError as exc:
+        raise BackupError('cannot create dest directory %s: %s' % (dest_dir, exc.strerror or exc))
+    return True
+
+
+def check_sources(db_path, keys_dir):
+    """Fail early, with a clear message, when there is nothing to back up."""
+    if not os.path.exists(db_path):
+        raise BackupError('database %s does not exist (is data_dir or db_path right?)' % db_path)
+    if not os.path.isfile(db_path):
+        raise BackupError('database %s is not a regular file' % db_path)
+    if keys_dir is not None and not os.path.isdir(keys_dir):
+        raise BackupError('keyring directory %s does not exist: a backup without the keyring cannot be '
+                          'decrypted after a restore (is data_dir or keys_dir right?)' % keys_dir)
+
+
+def sidecar_line(sha256, name):
+    """One ``sha256sum`` line (text mode: two spaces)."""
+    return '%s  %s\n' % (sha256, name)
+
+
+def create_backup(db_path, keys_dir, dest_dir, password, name=None, mode=0o600):
+    """Write ``<dest_dir>/<name>`` and its ``.sha256`` sidecar; return what was written.
+
+    Returns ``{'path', 'size', 'sha256', 'members', 'secrets'}``. ``keys_dir`` None archives the
+    database alone. Any failure (a full disk included) leaves neither a partial file under the
+    final name nor temporary files, and raises BackupError.
+    """
+    name = validate_name(name or backup_name())
+    check_sources(db_path, keys_dir)
+    ensure_dest_dir(dest_dir)
+    final_path = os.path.join(dest_dir, name)
+    if os.path.isdir(final_path):
+        raise BackupError('%s is a directory' % final_path)
+    try:
+        private = _fsutil.make_private_dir(dest_dir, PRIVATE_PREFIX)
+    except OSError as exc:
+        raise BackupError('cannot write to dest %s: %s' % (dest_dir, exc.strerror or exc))
+    try:
+        return _create_in(private, db_path, keys_dir, dest_dir, final_path, password, mode)
+    except (OSError, IOError) as exc:
+        raise BackupError('backup to %s failed: %s' % (final_path, exc.strerror or exc))
+    except (DatabaseError, EnvelopeError, ArchiveError) as exc:
+        raise BackupError('backup to %s failed: %s' % (final_path, exc))
+    finally:
+        _fsutil.remove_tree(private)
+
+
+def _create_in(private, db_path, keys_dir, dest_dir, final_path, password, mode):
+    snapshot = os.path.join(private, DB_NAME)
+    snapshot_database(db_path, snapshot)
+    secrets = count_live_secrets(snapshot)
+    db_mode = stat.S_IMODE(os.stat(db_path).st_mode)
+
+    temp_path = os.path.join(private, 'backup.tmp')
+    fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, 'wb', WRITE_BUFFER) as raw:
+        sink = _HashingFile(raw)
+        with EnvelopeWriter(sink, password) as envelope:
+            members = write_archive(envelope, snapshot, keys_dir, db_mode=db_mode)
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.chmod(temp_path, mode)
+    digest = sink.sha256.hexdigest()
+
+    sidecar_temp = os.path.join(private, 'sidecar.tmp')
+    sidecar_fd = os.open(sidecar_temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(sidecar_fd, 'w') as fh:
+        fh.write(sidecar_line(digest, os.path.basename(final_path)))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(sidecar_temp, mode)
+
+    os.replace(temp_path, final_path)
+    try:
+        os.replace(sidecar_temp, final_path + SIDECAR_SUFFIX)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(final_path)
+        raise
+    _fsutil.fsync_dir(dest_dir)
+    return {'path': final_path, 'size': sink.size, 'sha256': digest, 'members': members, 'secrets': secrets}
+
+
+def remove_backup(path):
+    """Delete a backup and its sidecar; return the paths that were removed."""
+    removed = []
+    for victim in (path, path + SIDECAR_SUFFIX):
+        try:
+            os.unlink(victim)
+        except FileNotFoundError:
+            continue
+        removed.append(victim)
+    return removed

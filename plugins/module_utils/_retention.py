@@ -1,0 +1,89 @@
+# -*- coding: utf-8 -*-
+# Copyright: nexus.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which backups to keep: restic ``forget`` rules over nexusctl-named backup files.
+
+Every rule names backups to keep; a backup is kept if any rule keeps it, and pruned otherwise.
+No rule at all keeps everything. Private to this collection.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+
+BACKUP_NAME_RE = re.compile(r'^nexus-backup-(\d{4})-(\d{2})-(\d{2})-(\d{2})(\d{2})(\d{2})\.tar\.gz\.enc$')
+BACKUP_NAME_FORMAT = 'nexus-backup-%Y-%m-%d-%H%M%S.tar.gz.enc'
+SIDECAR_SUFFIX = '.sha256'
+
+
+def parse_backup_time(name):
+    """The local time in a nexusctl backup file name, or None when it is not one."""
+    match = BACKUP_NAME_RE.match(os.path.basename(name))
+    if not match:
+        return None
+    try:
+        return datetime.datetime(*(int(part) for part in match.groups()))
+    except ValueError:  # e.g. month 13: matches the pattern, names no time
+        return None
+
+
+def backup_name(when=None):
+    """nexusctl's file name for a backup taken at ``when`` (local time, default now)."""
+    return (when or datetime.datetime.now()).strftime(BACKUP_NAME_FORMAT)
+
+
+def find_backups(directory):
+    """``[(path, datetime)]`` of the regular files in ``directory`` named like nexusctl backups."""
+    found = []
+    for entry in sorted(os.listdir(directory)):
+        when = parse_backup_time(entry)
+        path = os.path.join(directory, entry)
+        if when is not None and os.path.isfile(path) and not os.path.islink(path):
+            found.append((path, when))
+    return found
+
+
+def _bucket_keepers(ordered, count, bucket):
+    """restic's bucket rule: the newest backup of each of the ``count`` newest buckets."""
+    kept = set()
+    last = None
+    for path, when in ordered:
+        if len(kept) >= count:
+            break
+        key = bucket(when)
+        if key != last:
+            kept.add(path)
+            last = key
+    return kept
+
+
+def plan_retention(backups, keep_last=None, keep_days=None, keep_daily=None, keep_weekly=None,
+                   keep_monthly=None, now=None):
+    """Split ``backups`` (``[(path, datetime)]``) into ``(keep, prune)`` path lists, newest first.
+
+    - ``keep_last``: the N newest backups.
+    - ``keep_days``: every backup younger than N days before ``now`` (default: the current time).
+    - ``keep_daily`` / ``keep_weekly`` / ``keep_monthly``: the newest backup of each of the N newest
+      days / ISO weeks / months that have a backup.
+    A rule that is None (or 0) keeps nothing by itself; with no rule set, everything is kept.
+    """
+    ordered = sorted(backups, key=lambda item: (item[1], item[0]), reverse=True)
+    rules = [keep_last, keep_days, keep_daily, keep_weekly, keep_monthly]
+    if not any(rules):
+        return [path for path, _when in ordered], []
+    keep = set()
+    if keep_last:
+        keep.update(path for path, _when in ordered[:keep_last])
+    if keep_days:
+        cutoff = (now or datetime.datetime.now()) - datetime.timedelta(days=keep_days)
+        keep.update(path for path, when in ordered if when > cutoff)
+    if keep_daily:
+        keep |= _bucket_keepers(ordered, keep_daily, lambda when: when.date())
+    if keep_weekly:
+        keep |= _bucket_keepers(ordered, keep_weekly, lambda when: when.isocalendar()[:2])
+    if keep_monthly:
+        keep |= _bucket_keepers(ordered, keep_monthly, lambda when: (when.year, when.month))
+    return ([path for path, _when in ordered if path in keep],
+            [path for path, _when in ordered if path not in keep])
