@@ -7,7 +7,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 
-from . import tokens
+from . import timefmt, tokens
 
 # The one built-in user of the real server.
 USERS = {'admin': {'id': 'admin-001', 'name': 'admin', 'role': 'admin', 'password': 'admin'}}
@@ -24,6 +24,17 @@ class Authenticator:
     def __init__(self):
         self._api_keys = {}  # key -> Principal; in memory only, gone on restart
         self._lock = threading.Lock()
+        self._verified = {}  # token -> (claims, exp_ns): HMAC + JSON once per token, not per request
+
+    def _verify_token(self, token):
+        hit = self._verified.get(token)
+        if hit is not None and hit[1] > timefmt.now_ns():
+            return hit[0]
+        claims = tokens.verify(token)
+        if len(self._verified) > 10000:
+            self._verified.clear()
+        self._verified[token] = (claims, timefmt.parse(claims['exp']))
+        return claims
 
     @staticmethod
     def check_password(username, password):
@@ -45,7 +56,7 @@ class Authenticator:
             scheme, _, token = auth.partition(' ')
             if scheme.lower() == 'bearer' and token.strip():
                 try:
-                    claims = tokens.verify(token.strip())
+                    claims = self._verify_token(token.strip())
                 except tokens.TokenError:
                     return None
                 return Principal(claims['user_id'], claims.get('role', ''), 'jwt')

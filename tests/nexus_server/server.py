@@ -110,6 +110,7 @@ def main(argv=None):
     httpd.server_close()
     if not state.wait_idle(SHUTDOWN_GRACE):
         log('Forced shutdown after %.0fs: requests still in flight' % SHUTDOWN_GRACE)
+    state.service.close()
     storage.close()
     log('Server stopped')
     return 0

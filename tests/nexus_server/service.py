@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 from . import timefmt
+from .audit import AuditSink
 from .cipher import DecryptError, ValueCipher
 from .model import AlreadyExists, AuditEntry, Secret, StorageError, new_id
 
@@ -50,7 +51,10 @@ class SecretService:
         self.storage = storage
         self.keyring = keyring
         self.cipher = ValueCipher(keyring.master)
-        self._signer = keyring.signer()
+        self.audit_sink = AuditSink(storage, keyring.signer())
+
+    def close(self):
+        self.audit_sink.close()
 
     # -- audit ----------------------------------------------------------------------------------
     def audit(self, action, user, ctx, secret=None, path=None, error=None):
@@ -59,8 +63,7 @@ class SecretService:
                            secret_path=secret.path if secret else path,
                            ip_address=ctx.get('ip', ''), user_agent=ctx.get('user_agent', ''),
                            success=error is None, error=error)
-        entry.signature = self._signer.sign(entry.signed_payload()).hex()
-        self.storage.add_audit(entry)
+        self.audit_sink.put(entry)
 
     # -- operations -----------------------------------------------------------------------------
     def create(self, principal, raw, ctx):
@@ -158,6 +161,7 @@ class SecretService:
     def audit_log(self, principal, query):
         if principal.role != 'admin':
             raise ApiError(403, 'admin access required')
+        self.audit_sink.flush()
         limit = (query.get('limit') or [''])[0]
         action = (query.get('action') or [''])[0]
         try:

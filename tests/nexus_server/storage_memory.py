@@ -65,9 +65,9 @@ class MemoryStorage:
         with self._lock:
             return sorted(self._versions.get(secret_id, []), key=lambda v: -v.version)
 
-    def add_audit(self, entry):
+    def add_audits(self, entries):
         with self._lock:
-            self._audit.append(entry)
+            self._audit.extend(entries)
 
     def audit(self, limit=None, action=None):
         with self._lock:

@@ -170,15 +170,12 @@ class SQLiteStorage:
         return [Version(r[0], r[1], r[2], bytes(r[3]), timefmt.parse(r[4]), r[5]) for r in rows]
 
     # -- audit ----------------------------------------------------------------------------------
-    def add_audit(self, entry):
-        try:
-            self._tx([('INSERT INTO audit_logs (id, timestamp, action, user, secret_id, secret_path, ip_address, '
-                       'user_agent, success, error, metadata, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-                       (entry.id, timefmt.sqlite_text(entry.timestamp), entry.action, entry.user, entry.secret_id,
-                        entry.secret_path, entry.ip_address, entry.user_agent, 1 if entry.success else 0,
-                        entry.error, metadata_to_db(entry.metadata), entry.signature))])
-        except sqlite3.Error:
-            pass  # audit failures never fail the request
+    def add_audits(self, entries):
+        sql = ('INSERT INTO audit_logs (id, timestamp, action, user, secret_id, secret_path, ip_address, '
+               'user_agent, success, error, metadata, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        self._tx([(sql, (e.id, timefmt.sqlite_text(e.timestamp), e.action, e.user, e.secret_id, e.secret_path,
+                         e.ip_address, e.user_agent, 1 if e.success else 0, e.error, metadata_to_db(e.metadata),
+                         e.signature)) for e in entries])
 
     def audit(self, limit=None, action=None):
         sql = ('SELECT id, timestamp, action, user, secret_id, secret_path, ip_address, user_agent, success, '

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime, timezone
+from functools import lru_cache
 
 _PARSE = re.compile(r'^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?\s*(Z|[+-]\d\d:?\d\d)?$')
 
@@ -18,9 +19,14 @@ def now_ns():
     return time.time_ns()
 
 
+@lru_cache(maxsize=4096)
+def _base(secs):
+    return datetime.fromtimestamp(secs, tz=timezone.utc).strftime('%Y-%m-%d{}%H:%M:%S')
+
+
 def _split(ns):
     secs, frac = divmod(ns, 10 ** 9)
-    base = datetime.fromtimestamp(secs, tz=timezone.utc).strftime('%Y-%m-%d{}%H:%M:%S')
+    base = _base(secs)
     frac_s = ('.%09d' % frac).rstrip('0') if frac else ''
     return base, frac_s
 
