@@ -13,6 +13,7 @@ Private to this collection.
 from __future__ import annotations
 
 import datetime
+import errno
 import fcntl
 import grp
 import os
@@ -173,13 +174,25 @@ def remove_leftovers(directory):
     return removed
 
 
+def _kind(path):
+    """'dir', 'other' or None (missing); RestoreFailed when it cannot even be looked at."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise RestoreFailed('cannot access %s: %s' % (path, exc.strerror or exc))
+    return 'dir' if stat.S_ISDIR(st.st_mode) else 'other'
+
+
 def _staging_parent(layout):
-    parent = os.path.dirname(layout.data_dir)
-    if os.path.lexists(layout.data_dir):
-        if not os.path.isdir(layout.data_dir):
-            raise RestoreFailed('data_dir %s exists but is not a directory' % layout.data_dir)
+    kind = _kind(layout.data_dir)
+    if kind == 'dir':
         return layout.data_dir
-    if not os.path.isdir(parent):
+    if kind == 'other':
+        raise RestoreFailed('data_dir %s exists but is not a directory' % layout.data_dir)
+    parent = os.path.dirname(layout.data_dir)
+    if _kind(parent) != 'dir':
         raise RestoreFailed('data_dir %s does not exist, nor does its parent %s: create the parent first '
                             '(only the data dir itself is created)' % (layout.data_dir, parent))
     return parent
