@@ -13,7 +13,7 @@ options:
   backup_password:
     description:
       - The backup encryption password, as C(nexusctl backup create) asks for it. The file is
-        C(salt || nonce || AES-256-GCM(gzip'd tar)) with the key derived by Argon2id from this
+        C(salt || nonce || AES-256-GCM(tar.gz)) with the key derived by Argon2id from this
         password, so backups made here and by nexusctl are interchangeable.
       - If not set, the value of the E(NEXUS_BACKUP_PASSWORD) environment variable is used (read on
         the managed host when the task runs, so C(environment:) on the task works).

@@ -35,7 +35,7 @@ def _plaintext_is_valid(name, plaintext):
     if name == 'verify.key':
         return len(plaintext) == 32
     if name == 'age.key':
-        return plaintext.startswith(b'AGE-SECRET-KEY-1')
+        return len(plaintext) == 74 and plaintext.startswith(b'AGE-SECRET-KEY-1')
     return True
 
 

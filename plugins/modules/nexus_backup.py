@@ -1,0 +1,300 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nexus.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: nexus_backup
+short_description: Take a consistent, encrypted NEXUS backup in nexusctl's format
+version_added: 0.1.0
+author:
+  - nexus.secrets maintainers
+description:
+  - Writes C(<dest>/nexus-backup-YYYY-MM-DD-HHMMSS.tar.gz.enc), byte-compatible with
+    C(nexusctl backup create) (so C(nexusctl backup restore) and M(nexus.secrets.nexus_restore) both
+    read it), plus a C(sha256sum)-compatible sidecar C(<file>.sha256).
+  - The database is copied with SQLite's online backup API, so a backup taken while the server runs
+    holds every committed transaction, including those still in C(nexus.db-wal) (nexusctl copies
+    C(nexus.db) alone and misses them). It works the same with the server stopped.
+  - One streaming pass with bounded memory (a few tens of MB whatever the database size). The file is
+    written under a temporary name in a private C(0700) directory inside O(dest), fsynced and renamed;
+    a failure (a full disk included) leaves no partial file under the final name and no temporary
+    files.
+  - After a successful backup, older backups in O(dest) are pruned according to the C(keep_*) options,
+    like C(restic forget). Only files named like nexusctl backups are considered, never the new one;
+    each pruned backup's sidecar is removed with it.
+extends_documentation_fragment:
+  - nexus.secrets.data_dir
+  - nexus.secrets.backup_password
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Writes nothing; reports the path that would be written and the backups that would be pruned.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  backup_password:
+    required: true
+  dest:
+    description:
+      - Directory to write the backup into. Created with mode C(0700) if it does not exist.
+    type: path
+    required: true
+  name:
+    description:
+      - File name of the backup. Default is nexusctl's C(nexus-backup-YYYY-MM-DD-HHMMSS.tar.gz.enc) in
+        the managed host's local time.
+      - Retention only ever considers files named in that pattern.
+    type: str
+  mode:
+    description:
+      - Permissions of the backup file and its sidecar.
+    type: raw
+    default: '0600'
+  owner:
+    description:
+      - Owner of the backup file and its sidecar. Default is the user running the module.
+    type: str
+  group:
+    description:
+      - Group of the backup file and its sidecar.
+    type: str
+  keep_last:
+    description:
+      - Keep the N newest backups (the new one counts).
+    type: int
+  keep_days:
+    description:
+      - Keep every backup taken less than N days ago.
+    type: int
+  keep_daily:
+    description:
+      - For the N newest days that have backups, keep the newest backup of each day.
+    type: int
+  keep_weekly:
+    description:
+      - For the N newest ISO weeks that have backups, keep the newest backup of each week.
+    type: int
+  keep_monthly:
+    description:
+      - For the N newest months that have backups, keep the newest backup of each month.
+    type: int
+notes:
+  - Retention runs only when at least one C(keep_*) option is set to a positive number; a backup is
+    kept when any rule keeps it (the union, as in restic). V(0) is the same as not setting a rule.
+  - The keyring directory must exist; a backup without the keyring could never be decrypted after a
+    restore. The archive holds C(nexus.db), C(data/keys) and the C(*.key) files in it, with their
+    modes on disk, as nexusctl writes them.
+  - The backup file is encrypted; the database inside holds only encrypted secret values, and the
+    keyring inside is itself encrypted with the keyring password (E(NEXUS_KEY_PASSWORD)). Keep the
+    backup password and the keyring password apart from the backups.
+seealso:
+  - module: nexus.secrets.nexus_restore
+  - module: nexus.secrets.nexus_backup_info
+'''
+
+EXAMPLES = r'''
+- name: Nightly backup with a month of dailies and a year of monthlies
+  nexus.secrets.nexus_backup:
+    dest: /var/backups/nexus
+    backup_password: "{{ vault_nexus_backup_password }}"
+    keep_daily: 30
+    keep_monthly: 12
+
+- name: Backup of a server with a non-default layout, password from the environment
+  nexus.secrets.nexus_backup:
+    data_dir: /srv/nexus
+    db_path: /srv/nexus/db/nexus.db
+    dest: /mnt/backups/nexus
+    owner: backup
+    group: backup
+    mode: '0640'
+    keep_last: 7
+  environment:
+    NEXUS_BACKUP_PASSWORD: "{{ vault_nexus_backup_password }}"
+  register: backup
+
+- name: Fetch it off the host
+  ansible.builtin.fetch:
+    src: "{{ backup.path }}"
+    dest: backups/
+    flat: true
+'''
+
+RETURN = r'''
+path:
+  description: The backup file (in check mode, the file that would be written).
+  returned: always
+  type: str
+  sample: /var/backups/nexus/nexus-backup-2025-12-04-001500.tar.gz.enc
+size:
+  description: Size of the backup file in bytes.
+  returned: changed
+  type: int
+  sample: 48213
+sha256:
+  description: SHA-256 of the backup file, also written to C(<path>.sha256).
+  returned: changed
+  type: str
+  sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+members:
+  description: The archive members, in archive order.
+  returned: changed
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Member name (C(nexus.db), C(data/keys), C(data/keys/*.key)).
+      type: str
+    size:
+      description: Size in bytes (0 for the directory).
+      type: int
+    type:
+      description: C(file) or C(dir).
+      type: str
+    mode:
+      description: Permissions recorded in the archive, octal.
+      type: str
+  sample: [{name: nexus.db, size: 45056, type: file, mode: '0644'}, {name: data/keys, size: 0, type: dir, mode: '0700'}]
+secrets:
+  description: Number of live (not deleted) secrets in the backed-up database.
+  returned: changed
+  type: int
+  sample: 12
+duration:
+  description: Seconds the backup took.
+  returned: always
+  type: float
+  sample: 0.84
+pruned:
+  description: Backups removed by retention (in check mode, those that would be), with their sidecars.
+  returned: always
+  type: list
+  elements: str
+  sample: [/var/backups/nexus/nexus-backup-2025-11-01-001500.tar.gz.enc]
+'''
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.nexus.secrets.plugins.module_utils import _backup, _crypto, _retention
+
+KEEP_OPTIONS = ('keep_last', 'keep_days', 'keep_daily', 'keep_weekly', 'keep_monthly')
+
+
+def argument_spec():
+    spec = dict(
+        data_dir=dict(type='path', default='/var/lib/nexus'),
+        db_path=dict(type='path'),
+        keys_dir=dict(type='path'),
+        dest=dict(type='path', required=True),
+        backup_password=dict(type='str', required=True, no_log=True,
+                             fallback=(env_fallback, ['NEXUS_BACKUP_PASSWORD'])),
+        name=dict(type='str'),
+        mode=dict(type='raw', default='0600'),
+        owner=dict(type='str'),
+        group=dict(type='str'),
+    )
+    for option in KEEP_OPTIONS:
+        spec[option] = dict(type='int')
+    return spec
+
+
+def octal_mode(module, mode):
+    """A file mode from the usual Ansible spellings ('0600', '600', 384); fail on anything else."""
+    if isinstance(mode, int) and not isinstance(mode, bool):
+        value = mode
+    else:
+        try:
+            value = int(str(mode), 8)
+        except ValueError:
+            module.fail_json(msg='mode must be an octal number such as 0600, got %r' % (mode,))
+    if not 0 <= value <= 0o7777:
+        module.fail_json(msg='mode must be between 0000 and 07777, got %r' % (mode,))
+    return value
+
+
+def retention_rules(module):
+    rules = {}
+    for option in KEEP_OPTIONS:
+        value = module.params[option]
+        if value is not None and value < 0:
+            module.fail_json(msg='%s must not be negative, got %d' % (option, value))
+        rules[option] = value
+    return rules
+
+
+def plan_prune(dest, new_path, rules):
+    """Backups retention would remove once ``new_path`` exists (never ``new_path`` itself)."""
+    if not any(rules.values()) or not os.path.isdir(dest):
+        return []
+    backups = [item for item in _retention.find_backups(dest) if item[0] != new_path]
+    new_time = _retention.parse_backup_time(new_path)
+    if new_time is not None:
+        backups.append((new_path, new_time))
+    _keep, prune = _retention.plan_retention(backups, **rules)
+    return [path for path in prune if path != new_path]
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    missing = _crypto.missing_dependency()
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+    started = time.time()
+    params = module.params
+    data_dir = params['data_dir']
+    db_path = params['db_path'] or os.path.join(data_dir, 'nexus.db')
+    keys_dir = params['keys_dir'] or os.path.join(data_dir, 'data', 'keys')
+    dest = params['dest']
+    mode = octal_mode(module, params['mode'])
+    rules = retention_rules(module)
+    if not params['backup_password']:
+        module.fail_json(msg='backup_password must not be empty (or set NEXUS_BACKUP_PASSWORD)')
+    try:
+        name = _backup.validate_name(params['name'] or _retention.backup_name())
+        _backup.check_sources(db_path, keys_dir)
+        if os.path.lexists(dest) and not os.path.isdir(dest):
+            raise _backup.BackupError('dest %s exists and is not a directory' % dest)
+    except _backup.BackupError as exc:
+        module.fail_json(msg=str(exc))
+    path = os.path.join(dest, name)
+
+    if module.check_mode:
+        module.exit_json(changed=True, path=path, pruned=plan_prune(dest, path, rules),
+                         duration=round(time.time() - started, 3))
+
+    try:
+        result = _backup.create_backup(db_path, keys_dir, dest, params['backup_password'], name=name, mode=mode)
+    except _backup.BackupError as exc:
+        module.fail_json(msg=str(exc), duration=round(time.time() - started, 3))
+
+    for target in (result['path'], result['path'] + _retention.SIDECAR_SUFFIX):
+        module.set_owner_if_different(target, params['owner'], False)
+        module.set_group_if_different(target, params['group'], False)
+
+    pruned = []
+    try:
+        for victim in plan_prune(dest, result['path'], rules):
+            _backup.remove_backup(victim)
+            pruned.append(victim)
+    except OSError as exc:
+        module.fail_json(msg='the backup %s was written, but pruning old backups failed: %s'
+                         % (result['path'], exc.strerror or exc), changed=True, path=result['path'],
+                         pruned=pruned)
+
+    members = [dict(member, mode='%04o' % member['mode']) for member in result['members']]
+    module.exit_json(changed=True, path=result['path'], size=result['size'], sha256=result['sha256'],
+                     members=members, secrets=result['secrets'], pruned=pruned,
+                     duration=round(time.time() - started, 3))
+
+
+if __name__ == '__main__':
+    main()
