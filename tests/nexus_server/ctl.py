@@ -28,7 +28,7 @@ import requests
 if __package__ in (None, ''):  # run as a script: import as the tests.nexus_server package
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.nexus_server.harness import (ADMIN_PASSWORD, ADMIN_USER, ApiClient, free_port, login,
+from tests.nexus_server.harness import (ADMIN_PASSWORD, ADMIN_USER, ApiClient, free_port, login,  # noqa: E402
                                         server_command, wait_healthy)
 
 PID_FILE = 'nexus.pid'

@@ -93,17 +93,19 @@ class SQLiteStorage:
 
     # -- helpers --------------------------------------------------------------------------------
     def _tx(self, statements):
+        """Run statements in one transaction; return the row count of the last one."""
         with self._lock:
             cur = self._conn.cursor()
             cur.execute('BEGIN IMMEDIATE')
+            rowcount = 0
             try:
                 for sql, args in statements:
-                    cur.execute(sql, args)
+                    rowcount = cur.execute(sql, args).rowcount
                 cur.execute('COMMIT')
             except BaseException:
                 cur.execute('ROLLBACK')
                 raise
-            return cur
+            return rowcount
 
     def _query(self, sql, args=()):
         with self._lock:
@@ -150,11 +152,11 @@ class SQLiteStorage:
 
     def delete(self, path, when, user):
         try:
-            cur = self._tx([('UPDATE secrets SET deleted_at = ?, updated_by = ? WHERE path = ? AND deleted_at IS NULL',
-                             (timefmt.sqlite_text(when), user, path))])
+            changed = self._tx([('UPDATE secrets SET deleted_at = ? WHERE path = ? AND deleted_at IS NULL',
+                                 (timefmt.sqlite_text(when), path))])
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc
-        return cur.rowcount > 0
+        return changed > 0
 
     def list(self, prefix=None):
         sql = 'SELECT %s FROM secrets WHERE deleted_at IS NULL' % _SECRET_COLS
