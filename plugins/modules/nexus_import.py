@@ -21,7 +21,7 @@ description:
   - Works around C(nexusctl import)'s failure against sqlite servers, which answer an existing path
     with HTTP 500 instead of 409. A create refused with 500 or 409 is re-checked with a GET; an
     existing secret is then skipped or compared; a path the server has deleted (NEXUS never lets a
-    deleted path be created again) is reported in RV(failed) with that reason.
+    deleted path be created again) is reported in RV(failures) with that reason.
   - Creates and updates that fail with a connection error or an HTTP 500/502/503/504 answer are
     retried (up to O(retries) times) only after a GET shows they did not take effect, so a retry
     never duplicates a write.
@@ -70,7 +70,7 @@ options:
   fail_on_error:
     description:
       - Fail the task when any secret could not be imported (after all the others were processed).
-      - When V(false) the task succeeds and RV(failed) lists them.
+      - When V(false) the task succeeds and RV(failures) lists them.
     type: bool
     default: true
 notes:
@@ -79,7 +79,7 @@ notes:
     changes nothing.
   - The C(version) and C(created_*) fields of the file are ignored, as C(nexusctl import) does.
   - Paths that end in C(/versions), start or end with C(/), or contain C(//), C(.) or C(..) segments are
-    not imported and are reported in RV(failed), since NEXUS would store them but could never return them.
+    not imported and are reported in RV(failures), since NEXUS would store them but could never return them.
 seealso:
   - module: nexus.secrets.nexus_export
 '''
@@ -128,13 +128,17 @@ unchanged:
   returned: always
   type: int
   sample: 2
-skipped:
-  description: How many existing secrets were left alone because O(overwrite) is V(false).
+skipped_existing:
+  description:
+    - How many existing secrets were left alone because O(overwrite) is V(false).
+    - Not called C(skipped) because Ansible reserves that result key (it would mark the task skipped).
   returned: always
   type: int
   sample: 0
-failed:
-  description: The secrets that could not be imported, with the reason.
+failures:
+  description:
+    - The secrets that could not be imported, with the reason.
+    - Not called C(failed) because Ansible reserves that result key.
   returned: always
   type: list
   elements: dict
@@ -364,9 +368,10 @@ def main():
         counts[outcome] += 1
         if outcome == 'failed':
             failed.append(dict(path=path, reason=reason))
+    # "skipped" and "failed" are reserved result keys in Ansible (they set the task's status).
     result = dict(changed=bool(counts['created'] or counts['updated']), created=counts['created'],
-                  updated=counts['updated'], unchanged=counts['unchanged'], skipped=counts['skipped'],
-                  failed=failed, total=len(secrets))
+                  updated=counts['updated'], unchanged=counts['unchanged'],
+                  skipped_existing=counts['skipped'], failures=failed, total=len(secrets))
     if module._diff:
         result['diff'] = diff_of(results)
     if aborted is not None:
