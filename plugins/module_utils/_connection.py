@@ -10,7 +10,9 @@ AnsibleModule, then get a logged-in client from ``client_from_module(module)``.
 
 from __future__ import annotations
 
-from ansible.module_utils.basic import env_fallback, missing_required_lib
+import os
+
+from ansible.module_utils.basic import AnsibleFallbackNotFound, env_fallback, missing_required_lib
 
 from ansible_collections.nexus.secrets.plugins.module_utils._api import (
     HAS_REQUESTS,
@@ -21,12 +23,25 @@ from ansible_collections.nexus.secrets.plugins.module_utils._api import (
 
 DEFAULT_URL = 'http://127.0.0.1:9000'
 
+
+def nonempty_env_fallback(*names):
+    """Like env_fallback, but an empty variable counts as unset.
+
+    AWX injects every variable of a credential type, the unset inputs as '' (docs/awx): an empty
+    NEXUS_TOKEN must not clash with NEXUS_USERNAME/NEXUS_PASSWORD.
+    """
+    for name in names:
+        if os.environ.get(name):
+            return os.environ[name]
+    raise AnsibleFallbackNotFound
+
+
 CONNECTION_OPTIONS = dict(
-    url=dict(type='str', default=DEFAULT_URL, fallback=(env_fallback, ['NEXUS_URL'])),
-    username=dict(type='str', fallback=(env_fallback, ['NEXUS_USERNAME'])),
-    password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_PASSWORD'])),
-    token=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_TOKEN'])),
-    api_key=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_API_KEY'])),
+    url=dict(type='str', default=DEFAULT_URL, fallback=(nonempty_env_fallback, ['NEXUS_URL'])),
+    username=dict(type='str', fallback=(nonempty_env_fallback, ['NEXUS_USERNAME'])),
+    password=dict(type='str', no_log=True, fallback=(nonempty_env_fallback, ['NEXUS_PASSWORD'])),
+    token=dict(type='str', no_log=True, fallback=(nonempty_env_fallback, ['NEXUS_TOKEN'])),
+    api_key=dict(type='str', no_log=True, fallback=(nonempty_env_fallback, ['NEXUS_API_KEY'])),
     timeout=dict(type='int', default=30),
     validate_certs=dict(type='bool', default=True, fallback=(env_fallback, ['NEXUS_VALIDATE_CERTS'])),
     ca_path=dict(type='path'),
