@@ -120,7 +120,7 @@ def load(keys_dir, password):
     blobs = {}
     for name in KEY_NAMES:
         try:
-            text = (keys_dir / (name + '.key')).read_text('ascii').strip()
+            text = (keys_dir / (name + '.key')).read_text('ascii')  # no trimming, like hex.DecodeString
             blobs[name] = bytes.fromhex(text)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise KeyringError('%s.key: %s' % (name, exc)) from exc
