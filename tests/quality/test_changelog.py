@@ -1,0 +1,49 @@
+"""Gate: changelog fragments lint clean, and a release changelog can be generated from them."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.quality.collection_tree import (
+    FQCN_PREFIX, REPO, copy_collection, module_names, output_of, role_names, run_tool)
+
+FRAGMENTS = REPO / 'changelogs' / 'fragments'
+
+
+def fragment_files():
+    return sorted(p for p in FRAGMENTS.iterdir() if p.suffix in ('.yml', '.yaml'))
+
+
+def test_fragments_and_changelog_yaml_lint_clean():
+    proc = run_tool(['antsibull-changelog', 'lint'])
+    assert proc.returncode == 0 and not proc.stdout.strip(), output_of(proc)
+    proc = run_tool(['antsibull-changelog', 'lint-changelog-yaml', 'changelogs/changelog.yaml'])
+    assert proc.returncode == 0 and not proc.stdout.strip(), output_of(proc)
+
+
+def test_user_visible_features_have_fragments():
+    assert fragment_files(), 'no changelog fragment in changelogs/fragments'
+    for path in fragment_files():
+        data = yaml.safe_load(path.read_text())
+        assert isinstance(data, dict) and data, '%s is empty' % path.name
+        assert 'trivial' not in data or len(data) > 1, '%s has only trivial entries' % path.name
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group('quality')
+def test_release_changelog_is_generated(tmp_path):
+    version = yaml.safe_load((REPO / 'galaxy.yml').read_text())['version']
+    coll = copy_collection(tmp_path)
+    proc = run_tool(['antsibull-changelog', 'release', '--version', version, '--date', '2026-01-01'],
+                    cwd=coll)
+    assert proc.returncode == 0, output_of(proc)
+    text = (coll / 'CHANGELOG.md').read_text()
+    assert 'v%s' % version.replace('.', '\\.') in text
+    # New modules and roles are announced from their version_added.
+    plain = text.replace('\\', '')
+    for name in module_names(coll) + role_names(coll):
+        assert FQCN_PREFIX + name in plain, '%s missing from CHANGELOG.md (version_added?)' % name
+    release = yaml.safe_load((coll / 'changelogs' / 'changelog.yaml').read_text())['releases'][version]
+    assert sorted(release.get('fragments', [])) == [p.name for p in fragment_files()]
+    assert not any(p.suffix == '.yml' for p in (coll / 'changelogs' / 'fragments').iterdir())
