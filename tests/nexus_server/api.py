@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import posixpath
 import socket
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -142,6 +143,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b'HTTP/1.1 100 Continue\r\n\r\n')
         return True
 
+    log_requests = False  # NEXUS_LOG_REQUESTS=1 (a reference-server addition for tests)
+
     def log_message(self, fmt, *args):  # the real server does not log requests
         return
 
@@ -213,6 +216,9 @@ class Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         state.enter()
+        if self.log_requests:
+            sys.stderr.write('request start: %s %s\n' % (self.command, self.path.split('?')[0]))
+            sys.stderr.flush()
         try:
             self._route()
         except ApiError as exc:

@@ -28,6 +28,7 @@ FAULT_FLAGS = {
     'latency_ms': '-fault-latency-ms',
     'drop_rate': '-fault-drop-rate',
     'seed': '-fault-seed',
+    'unhealthy': '-fault-unhealthy',  # boolean: /health answers 503
 }
 
 
@@ -115,14 +116,14 @@ def login(url, username=ADMIN_USER, password=ADMIN_PASSWORD, timeout=30):
     return resp.json()['token']
 
 
-def wait_healthy(url, timeout=30, proc=None):
-    """Poll ``/health`` until it answers 200; return False on timeout or if ``proc`` died."""
+def wait_healthy(url, timeout=30, proc=None, statuses=(200,)):
+    """Poll ``/health`` until it answers one of ``statuses``; False on timeout or if ``proc`` died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             return False
         try:
-            if requests.get(url + '/health', timeout=2).status_code == 200:
+            if requests.get(url + '/health', timeout=2).status_code in statuses:
                 return True
         except requests.RequestException:
             pass
@@ -137,7 +138,10 @@ def server_command(addr, storage='sqlite', db_path=None, faults=None, python=sys
     for name, value in (faults or {}).items():
         if name not in FAULT_FLAGS:
             raise ValueError('unknown fault %r (known: %s)' % (name, ', '.join(FAULT_FLAGS)))
-        cmd += [FAULT_FLAGS[name], str(value)]
+        if name == 'unhealthy':
+            cmd += [FAULT_FLAGS[name]] if value else []
+        elif value is not None:
+            cmd += [FAULT_FLAGS[name], str(value)]
     return cmd
 
 
@@ -184,7 +188,8 @@ class NexusServer:
         return server_command('127.0.0.1:%d' % self.port, self.storage, self.db_path, self.faults,
                               self.python)
 
-    def start(self, timeout=30):
+    def start(self, timeout=30, healthy=True):
+        """Start and wait for ``/health`` 200 (``healthy=False``: any answer, 503 included)."""
         if self.is_running():
             raise ServerStartError('already running (pid %s)' % self.pid)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +201,7 @@ class NexusServer:
                 self.proc = subprocess.Popen(self.command(), cwd=self.workdir, stdout=log,
                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                              env=server_env(self.key_password, self.env))
-            if wait_healthy(self.url, timeout, self.proc):
+            if wait_healthy(self.url, timeout, self.proc, (200,) if healthy else (200, 503)):
                 self._token = None
                 return self
             if self.proc.poll() is None:
@@ -237,16 +242,19 @@ class NexusServer:
             self.proc.wait()
         return self.proc.returncode if self.proc else None
 
-    def restart(self, timeout=30):
+    def restart(self, timeout=30, healthy=True):
+        """Stop (SIGTERM) and start again, on the same port when it is still free."""
         self.stop()
         if not self.fixed_port:
             self.fixed_port = self.port  # keep the URL stable across restarts
             try:
-                return self.start(timeout)
+                return self.start(timeout, healthy)
             except ServerStartError:
                 self.fixed_port = None
-                return self.start(timeout)
-        return self.start(timeout)
+                return self.start(timeout, healthy)
+            finally:
+                self.fixed_port = None
+        return self.start(timeout, healthy)
 
     def is_running(self):
         return self.proc is not None and self.proc.poll() is None

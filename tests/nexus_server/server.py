@@ -81,7 +81,8 @@ def main(argv=None):
     else:
         log('Using in-memory storage')
     state = State(SecretService(storage, keys), Authenticator(), storage, FaultInjector(faults))
-    handler = type('NexusHandler', (Handler,), {'state': state})
+    handler = type('NexusHandler', (Handler,), {
+        'state': state, 'log_requests': os.environ.get('NEXUS_LOG_REQUESTS', '') not in ('', '0')})
     try:
         httpd = NexusHTTPServer((host, port), handler)
     except OSError as exc:
