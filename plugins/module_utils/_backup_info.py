@@ -20,7 +20,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils import _retention, _
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import make_private_dir, remove_tree
 
 DEFAULT_PATTERN = 'nexus-backup-*.tar.gz.enc'
-SIDECAR_SUFFIX = '.sha256'
+SIDECAR_SUFFIX = _retention.SIDECAR_SUFFIX
 SIDECAR_LINE_RE = re.compile(r'^([0-9a-fA-F]{64}) [ *](.+)$')
 STAGING_PREFIX = '.nexus-verify-'
 

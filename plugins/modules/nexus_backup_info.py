@@ -23,11 +23,12 @@ description:
   - Never changes anything.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.info_module
 attributes:
   check_mode:
     support: full
     details: Runs the same way in check mode; it never changes anything.
+  diff_mode:
+    support: none
   platform:
     platforms: posix
 options:

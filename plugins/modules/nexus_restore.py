@@ -102,6 +102,9 @@ notes:
     C(nexus.db*) and C(data/keys) from the pre-restore directory back, start NEXUS with the old key
     password. Or run this module with a backup of the pre-restore state."
   - Only one restore runs per data directory at a time (a lock on the directory).
+  - Prefer the password options (from Ansible Vault) over E(NEXUS_BACKUP_PASSWORD)/E(NEXUS_KEY_PASSWORD)
+    set with the task's C(environment) keyword; Ansible shows such variables in the command it logs
+    at C(-vvv).
 seealso:
   - module: nexus.secrets.nexus_backup
   - module: nexus.secrets.nexus_backup_info
