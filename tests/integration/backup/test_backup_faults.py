@@ -1,0 +1,98 @@
+"""create_backup under injected faults: a full disk never leaves a partial backup or temp files.
+
+ENOSPC is injected with a mock at the write layer (the only mocks here); the database, keyring and
+server are real.
+"""
+
+import errno
+import os
+
+import pytest
+
+from ansible_collections.nexus.secrets.plugins.module_utils import _backup
+from ansible_collections.nexus.secrets.plugins.module_utils._backup import BackupError, create_backup
+
+from tests.integration.backup.independent_reader import read_backup
+
+PASSWORD = 'fault-backup-password'
+NAME = 'nexus-backup-2026-01-01-000000.tar.gz.enc'
+
+
+@pytest.fixture
+def live(nexus_server):
+    client = nexus_server.client()
+    for i in range(200):
+        assert client.create('load/secret-%03d' % i, os.urandom(512).hex()).status_code == 201
+    return nexus_server
+
+
+@pytest.fixture
+def dest(tmp_path):
+    path = tmp_path / 'dest'
+    path.mkdir(mode=0o700)
+    # An earlier backup under the same name must survive a failed attempt untouched.
+    (path / NAME).write_bytes(b'previous backup')
+    (path / (NAME + '.sha256')).write_text('previous sidecar\n')
+    return path
+
+
+def assert_untouched(dest):
+    assert sorted(os.listdir(str(dest))) == [NAME, NAME + '.sha256']
+    assert (dest / NAME).read_bytes() == b'previous backup'
+    assert (dest / (NAME + '.sha256')).read_text() == 'previous sidecar\n'
+
+
+@pytest.mark.parametrize('fail_after', [0, 100, 256 * 1024])
+def test_disk_full_while_writing_the_backup(live, dest, monkeypatch, fail_after):
+    real_write = _backup._HashingFile.write
+
+    def write(self, data):
+        if self.size + len(data) > fail_after:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(self, data)
+
+    monkeypatch.setattr(_backup._HashingFile, 'write', write)
+    with pytest.raises(BackupError) as err:
+        create_backup(str(live.db_path), str(live.keys_dir), str(dest), PASSWORD, name=NAME)
+    assert 'No space left on device' in str(err.value) and NAME in str(err.value)
+    assert_untouched(dest)
+
+
+def test_disk_full_on_the_sidecar_fsync(live, dest, monkeypatch):
+    """The backup data is complete, but its sidecar cannot be made durable: neither appears."""
+    real_fsync = os.fsync
+    calls = []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, 'fsync', fsync)
+    with pytest.raises(BackupError, match='No space left on device'):
+        create_backup(str(live.db_path), str(live.keys_dir), str(dest), PASSWORD, name=NAME)
+    assert_untouched(dest)
+
+
+def test_snapshot_destination_fills_up(live, dest, monkeypatch):
+    """ENOSPC from SQLite while writing the snapshot is reported the same way."""
+    from ansible_collections.nexus.secrets.plugins.module_utils import _sqlite
+
+    def full(db_path, dest_path):
+        with open(dest_path, 'wb') as fh:
+            fh.write(b'partial')
+        raise _sqlite.DatabaseError('cannot snapshot database %s: database or disk is full' % db_path)
+
+    monkeypatch.setattr(_backup, 'snapshot_database', full)
+    with pytest.raises(BackupError, match='database or disk is full'):
+        create_backup(str(live.db_path), str(live.keys_dir), str(dest), PASSWORD, name=NAME)
+    assert_untouched(dest)
+
+
+def test_success_replaces_the_previous_file_atomically(live, dest):
+    result = create_backup(str(live.db_path), str(live.keys_dir), str(dest), PASSWORD, name=NAME)
+    assert result['path'] == str(dest / NAME) and result['secrets'] == 200
+    assert sorted(os.listdir(str(dest))) == [NAME, NAME + '.sha256']
+    assert [m['name'] for m in read_backup(result['path'], PASSWORD)][0] == 'nexus.db'
+    assert (dest / (NAME + '.sha256')).read_text() == '%s  %s\n' % (result['sha256'], NAME)
