@@ -46,15 +46,16 @@ options:
   backup_password:
     description:
       - The password the backups were encrypted with. Without it, backups are only listed.
-      - If not set, the value of the E(NEXUS_BACKUP_PASSWORD) environment variable is used.
+      - If not set, the value of the E(NEXUS_BACKUP_PASSWORD) environment variable is used (an
+        empty value counts as unset).
     type: str
   key_password:
     description:
       - When verifying, also check that each backup's keyring unlocks with this password (the
         E(NEXUS_KEY_PASSWORD) the server will be started with). A backup whose keyring does not
         unlock is reported as not valid.
-      - If not set, the value of the E(NEXUS_KEY_PASSWORD) environment variable is used. An empty
-        string means NEXUS's default password C(changeme-in-production), as for the server.
+      - If not set, the value of the E(NEXUS_KEY_PASSWORD) environment variable is used (an empty
+        value counts as unset).
     type: str
   verify:
     description:
@@ -162,17 +163,20 @@ verified:
   type: bool
 '''
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _backup_info, _crypto
+from ansible_collections.nexus.secrets.plugins.module_utils._connection import nonempty_env_fallback
 
 
 def argument_spec():
     return dict(
         path=dict(type='path', required=True),
         pattern=dict(type='str', default=_backup_info.DEFAULT_PATTERN),
-        backup_password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_BACKUP_PASSWORD'])),
-        key_password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_KEY_PASSWORD'])),
+        backup_password=dict(type='str', no_log=True,
+                             fallback=(nonempty_env_fallback, ['NEXUS_BACKUP_PASSWORD'])),
+        key_password=dict(type='str', no_log=True,
+                          fallback=(nonempty_env_fallback, ['NEXUS_KEY_PASSWORD'])),
         verify=dict(type='bool'),
         tmp_dir=dict(type='path'),
     )
@@ -192,7 +196,7 @@ def main():
             module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     try:
         backups, latest = _backup_info.inventory(params['path'], params['pattern'], params['backup_password'],
-                                                 params['key_password'], check, params['tmp_dir'])
+                                                 params['key_password'] or None, check, params['tmp_dir'])
     except _backup_info.InfoError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, backups=backups, latest=latest, verified=check)

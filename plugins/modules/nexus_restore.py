@@ -60,8 +60,9 @@ options:
         keyring it cannot unlock with new keys at start-up, which makes every restored secret
         unreadable; this check is the guard against that.
       - If not set, the value of the E(NEXUS_KEY_PASSWORD) environment variable is used; if that is not
-        set either, the keyring is not checked (RV(keyring_verified=false)).
-      - An empty string means NEXUS's default password C(changeme-in-production), as for the server.
+        set either (an empty value counts as unset), the keyring is not checked
+        (RV(keyring_verified=false)). A server run without E(NEXUS_KEY_PASSWORD) uses
+        C(changeme-in-production); give that to check its keyring.
     type: str
   health_url:
     description:
@@ -199,19 +200,22 @@ duration:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _health, _restore, _swap
+from ansible_collections.nexus.secrets.plugins.module_utils._connection import nonempty_env_fallback
 
 
 def argument_spec():
     return dict(
         src=dict(type='path', required=True),
-        backup_password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_BACKUP_PASSWORD'])),
+        backup_password=dict(type='str', no_log=True,
+                             fallback=(nonempty_env_fallback, ['NEXUS_BACKUP_PASSWORD'])),
         data_dir=dict(type='path', default='/var/lib/nexus'),
         db_path=dict(type='path'),
         keys_dir=dict(type='path'),
-        key_password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_KEY_PASSWORD'])),
+        key_password=dict(type='str', no_log=True,
+                          fallback=(nonempty_env_fallback, ['NEXUS_KEY_PASSWORD'])),
         health_url=dict(type='str', default='http://127.0.0.1:9000/health'),
         force=dict(type='bool', default=False),
         pre_restore_backup=dict(type='bool', default=True),
@@ -247,7 +251,7 @@ def main():
     try:
         owner_ids = _restore.resolve_owner(params['owner'], params['group'])
         result = _restore.restore(params['src'], params['backup_password'], layout,
-                                  key_password=params['key_password'],
+                                  key_password=params['key_password'] or None,
                                   keep_pre_restore=params['pre_restore_backup'], owner_ids=owner_ids,
                                   check_mode=module.check_mode, want_diff=module._diff)
     except _restore.RestoreFailed as exc:
@@ -256,6 +260,9 @@ def main():
         module.fail_json(msg=str(exc), changed=True, duration=round(time.monotonic() - started, 3))
     for warning in result.pop('warnings'):
         module.warn(warning)
+    if result['changed'] and not result['keyring_verified']:
+        module.warn('the restored keyring was not checked (no key_password): NEXUS started with a password '
+                    'that does not unlock it replaces it with new keys, and every restored secret is lost')
     result['msg'] = summary(result, module.check_mode)
     result['duration'] = round(time.monotonic() - started, 3)
     module.exit_json(**result)
