@@ -27,10 +27,12 @@ def read_key_blob(keys_dir, name):
 
 def decrypt_keyring(keys_dir, password):
     """{name: plaintext} from the four files; raises cryptography's InvalidTag on a wrong password."""
-    out = {}
+    out, keys = {}, {}
     for name in KEY_NAMES:
         blob = read_key_blob(keys_dir, name)
-        out[name] = AESGCM(argon2id(password, blob[:16])).decrypt(blob[16:28], blob[28:], None)
+        if blob[:16] not in keys:  # one derivation per distinct salt (the files share one)
+            keys[blob[:16]] = argon2id(password, blob[:16])
+        out[name] = AESGCM(keys[blob[:16]]).decrypt(blob[16:28], blob[28:], None)
     return out
 
 
