@@ -78,7 +78,8 @@ def facts_text(facts):
                    for name in sorted(facts))
 
 
-def _matches(live_path, expected_facts, mode, owner_ids):
+def _matches(live_path, staged_path, mode, owner_ids):
+    """Same type, mode, wanted owner and (for files) the same bytes: size first, hashes only then."""
     try:
         st = os.lstat(live_path)
     except OSError:
@@ -89,25 +90,24 @@ def _matches(live_path, expected_facts, mode, owner_ids):
         return False
     if owner_ids[1] != -1 and st.st_gid != owner_ids[1]:
         return False
-    if expected_facts is None:
+    if staged_path is None:
         return stat.S_ISDIR(st.st_mode)
-    return (stat.S_ISREG(st.st_mode) and st.st_size == expected_facts['size']
-            and _verify.sha256_file(live_path) == expected_facts['sha256'])
+    return (stat.S_ISREG(st.st_mode) and st.st_size == os.path.getsize(staged_path)
+            and _verify.sha256_file(live_path) == _verify.sha256_file(staged_path))
 
 
 def in_place(layout, staged, owner_ids=NO_OWNER):
     """True when the data dir already holds exactly the staged files (and no stale WAL)."""
     if any(os.path.lexists(path) for _name, path in layout.stale_paths()):
         return False
-    facts = staged.facts()
-    if not _matches(layout.db_path, facts[_swap.DB_NAME], FILE_MODE, owner_ids):
+    if not _matches(layout.db_path, staged.db_path, FILE_MODE, owner_ids):
         return False
     if not _matches(layout.keys_dir, None, DIR_MODE, owner_ids):
         return False
     if sorted(os.listdir(layout.keys_dir)) != sorted(os.listdir(staged.keys_dir)):
         return False
-    return all(_matches(os.path.join(layout.keys_dir, name), facts[_swap.KEYS_NAME + '/' + name],
-                        FILE_MODE, owner_ids)
+    return all(_matches(os.path.join(layout.keys_dir, name), os.path.join(staged.keys_dir, name), FILE_MODE,
+                        owner_ids)
                for name in staged.key_names())
 
 

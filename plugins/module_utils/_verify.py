@@ -80,19 +80,16 @@ class StagedBackup(object):
         self.secrets = None
         self.integrity = None
         self.keyring_verified = False
-        self._facts = None
 
     def key_names(self):
         return keyring_files(self.keys_dir)
 
     def facts(self):
-        """``{relative name: {'size', 'sha256'}}`` for nexus.db and each key file (cached)."""
-        if self._facts is None:
-            facts = {DB_NAME: file_facts(self.db_path)}
-            for name in self.key_names():
-                facts[KEYS_NAME + '/' + name] = file_facts(os.path.join(self.keys_dir, name))
-            self._facts = facts
-        return self._facts
+        """``{relative name: {'size', 'sha256'}}`` for nexus.db and each key file."""
+        facts = {DB_NAME: file_facts(self.db_path)}
+        for name in self.key_names():
+            facts[KEYS_NAME + '/' + name] = file_facts(os.path.join(self.keys_dir, name))
+        return facts
 
 
 def _ro_connect(db_path):

@@ -101,7 +101,8 @@ notes:
     C(verify.key), C(age.key)) or whose database holds no tables (a hot nexusctl backup) is refused.
   - "To roll back by hand: stop NEXUS, move C(nexus.db) and C(data/keys) out of O(data_dir), move
     C(nexus.db*) and C(data/keys) from the pre-restore directory back, start NEXUS with the old key
-    password. Or run this module with a backup of the pre-restore state."
+    password. The pre-restore directory is itself a NEXUS working directory: a server started in it
+    (C(-db <it>/nexus.db)) with the old key password serves the previous state."
   - Only one restore runs per data directory at a time (a lock on the directory).
   - Prefer the password options (from Ansible Vault) over E(NEXUS_BACKUP_PASSWORD)/E(NEXUS_KEY_PASSWORD)
     set with the task's C(environment) keyword; Ansible shows such variables in the command it logs

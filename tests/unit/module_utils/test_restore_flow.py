@@ -6,6 +6,7 @@ no staging directory behind.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sqlite3
@@ -292,3 +293,29 @@ def test_no_write_permission_is_refused_cleanly(public_dir):
     assert os.WEXITSTATUS(os.waitpid(pid, 0)[1]) == 3, msg
     assert 'Permission denied' in msg and 'staging' in msg
     assert b.snapshot(live) == before
+
+
+def test_custom_db_path_and_keys_dir(world, tmp_path):
+    """-db elsewhere and the keyring in the server's working dir: both swapped, the WAL beside -db too."""
+    db_dir = tmp_path / 'nexus' / 'db'
+    db_dir.mkdir()
+    os.rename(str(world['live'] / 'nexus.db'), str(db_dir / 'main.db'))
+    os.rename(str(world['live'] / 'nexus.db-wal'), str(db_dir / 'main.db-wal'))
+    layout = _swap.Layout(str(world['live']), db_path=str(db_dir / 'main.db'),
+                          keys_dir=str(world['live'] / 'data' / 'keys'))
+    result = _restore.restore(world['backup'], PASSWORD, layout, key_password=KEY_PASSWORD)
+    assert result['changed'] and 'nexus.db-wal' in result['removed']
+    assert live_paths(db_dir / 'main.db') == ['new/secret-%03d' % i for i in range(5)]
+    assert not (db_dir / 'main.db-wal').exists()
+    pre = result['pre_restore_path']
+    assert live_paths(os.path.join(pre, 'nexus.db')) == ['old/secret-%03d' % i for i in range(2)]
+    assert _restore.restore(world['backup'], PASSWORD, layout)['changed'] is False
+
+
+def test_one_restore_at_a_time(world):
+    fd = os.open(str(world['live']), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert_refused(world, 'another restore is running')
+    finally:
+        os.close(fd)
