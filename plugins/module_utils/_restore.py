@@ -143,8 +143,8 @@ def _check_same_filesystem(layout, staging_parent):
     for what, path in (('db_path', layout.db_path), ('keys_dir', layout.keys_dir)):
         if os.stat(_existing_ancestor(os.path.dirname(path))).st_dev != dev:
             raise RestoreFailed('%s (%s) is not on the same filesystem as data_dir (%s): the restore swaps '
-                                'files by rename and cannot be atomic across filesystems' % (what, path,
-                                                                                               layout.data_dir))
+                                'files by rename and cannot be atomic across filesystems'
+                                % (what, path, layout.data_dir))
 
 
 def _lock(path):

@@ -268,4 +268,3 @@ def recover(layout):
         raise RollbackFailed('an interrupted restore could not be rolled back (%s); the previous files are in '
                              '%s, the journal in %s' % (exc, journal['pre_restore'], layout.journal_path))
     return 'rolled_back'
-

@@ -10,7 +10,7 @@ module: nexus_backup_info
 short_description: List NEXUS backups and verify them without restoring
 version_added: 0.1.0
 author:
-  - nexus.secrets maintainers
+  - nexus.secrets maintainers (!UNKNOWN)
 description:
   - Lists the encrypted NEXUS backups (nexusctl format) in a directory, newest first, with the time
     in their name, size, modification time and the state of their C(sha256sum) sidecar.

@@ -10,7 +10,7 @@ module: nexus_restore
 short_description: Restore a NEXUS backup (nexusctl format) into a data directory, atomically
 version_added: 0.1.0
 author:
-  - nexus.secrets maintainers
+  - nexus.secrets maintainers (!UNKNOWN)
 description:
   - Restores a C(nexus-backup-*.tar.gz.enc) file made by C(nexusctl backup create) or
     M(nexus.secrets.nexus_backup) into the data directory of a stopped NEXUS server.
