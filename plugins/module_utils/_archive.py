@@ -16,6 +16,7 @@ import errno
 import os
 import re
 import stat
+import struct
 import tarfile
 import zlib
 
@@ -58,20 +59,65 @@ class ArchiveError(Exception):
 
 
 class _GzipWriter(object):
-    """File-like gzip compressor writing into another file-like object."""
+    """File-like gzip compressor writing into another file-like object.
+
+    One ordinary gzip member (Go's header bytes, CRC-32 and size trailer), whose deflate stream
+    switches per 1 MiB chunk between compressed blocks and stored blocks: a NEXUS database is
+    mostly AES-GCM ciphertext, which no codec shrinks, and storing it costs a copy instead of a
+    compression pass. A 64 KiB sample of each chunk decides.
+    """
+
+    HEADER = b'\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff'  # deflate, no name, no mtime, OS unknown
+    SAMPLE = 64 * 1024
+    MIN_SAVING = 0.9  # a chunk that keeps more than this share of its size is not worth compressing
 
     def __init__(self, out, level=COMPRESS_LEVEL):
         self._out = out
-        self._compressor = ZLIB.compressobj(level, ZLIB.DEFLATED, 31)
+        self._level = level
+        self._compressor = ZLIB.compressobj(level, ZLIB.DEFLATED, -15)
+        self._pending = []
+        self._pending_len = 0
+        self._crc = 0
+        self._size = 0
+        self._out.write(self.HEADER)
 
     def write(self, data):
-        compressed = self._compressor.compress(data)
-        if compressed:
-            self._out.write(compressed)
+        self._pending.append(bytes(data))
+        self._pending_len += len(data)
+        if self._pending_len >= CHUNK_SIZE:
+            chunk = self._pending[0] if len(self._pending) == 1 else b''.join(self._pending)
+            self._pending, self._pending_len = [], 0
+            self._emit(chunk)
         return len(data)
 
+    def _emit(self, chunk):
+        self._crc = ZLIB.crc32(chunk, self._crc)
+        self._size += len(chunk)
+        if len(chunk) > self.SAMPLE:
+            sample = chunk[:self.SAMPLE]
+            probe = ZLIB.compressobj(self._level, ZLIB.DEFLATED, -15)
+            if len(probe.compress(sample) + probe.flush()) > len(sample) * self.MIN_SAVING:
+                self._out.write(_stored_blocks(chunk))
+                return
+        self._out.write(self._compressor.compress(chunk) + self._compressor.flush(ZLIB.Z_FULL_FLUSH))
+
     def close(self):
-        self._out.write(self._compressor.flush())
+        if self._pending:
+            self._emit(b''.join(self._pending))
+            self._pending = []
+        self._out.write(self._compressor.flush(ZLIB.Z_FINISH))
+        self._out.write(struct.pack('<II', self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF))
+
+
+def _stored_blocks(chunk):
+    """Deflate stored (uncompressed) blocks for ``chunk``, none final; the stream is byte-aligned
+    here because the compressor was last flushed with Z_FULL_FLUSH."""
+    parts = []
+    for start in range(0, len(chunk), 65535):
+        piece = chunk[start:start + 65535]
+        parts.append(struct.pack('<BHH', 0, len(piece), len(piece) ^ 0xFFFF))
+        parts.append(piece)
+    return b''.join(parts)
 
 
 def _octal(value, width):

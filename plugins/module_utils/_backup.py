@@ -14,6 +14,9 @@ import contextlib
 import hashlib
 import os
 import stat
+import threading
+
+import queue
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _fsutil
 from ansible_collections.nexus.secrets.plugins.module_utils._archive import DB_NAME, ArchiveError, write_archive
@@ -46,6 +49,47 @@ class _HashingFile(object):
 
     def flush(self):
         self._fh.flush()
+
+
+class _Pipeline(object):
+    """File-like: ``write()`` hands chunks to a worker thread that writes them into ``sink``.
+
+    Compression runs in the caller's thread while encryption, hashing and disk writes run in the
+    worker, so a backup uses both cores of a small host. At most ``depth`` chunks wait in between
+    (bounded memory). An error in the worker surfaces at the next ``write()`` or at ``close()``.
+    """
+
+    def __init__(self, sink, depth=4):
+        self._sink = sink
+        self._queue = queue.Queue(maxsize=depth)
+        self._error = None
+        self._thread = threading.Thread(target=self._run, name='nexus-backup-writer')
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            if self._error is None:
+                try:
+                    self._sink.write(chunk)
+                except BaseException as exc:  # handed to the caller's thread
+                    self._error = exc
+
+    def write(self, data):
+        if self._error is not None:
+            raise self._error
+        self._queue.put(bytes(data))
+        return len(data)
+
+    def close(self):
+        """Wait until everything is written; re-raise the worker's error, if any."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def validate_name(name):
@@ -125,8 +169,13 @@ def _create_in(private, db_path, keys_dir, dest_dir, final_path, password, mode)
     fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, 'wb', WRITE_BUFFER) as raw:
         sink = _HashingFile(raw)
-        with EnvelopeWriter(sink, password) as envelope:
-            members = write_archive(envelope, snapshot, keys_dir, db_mode=db_mode)
+        envelope = EnvelopeWriter(sink, password)
+        pipeline = _Pipeline(envelope)
+        try:
+            members = write_archive(pipeline, snapshot, keys_dir, db_mode=db_mode)
+        finally:
+            pipeline.close()  # also on errors: the worker must be gone before the file is removed
+        envelope.close()
         raw.flush()
         os.fsync(raw.fileno())
     os.chmod(temp_path, mode)

@@ -75,6 +75,10 @@ def snapshot_database(db_path, dest_path):
     try:
         target = sqlite3.connect(dest_path, isolation_level=None)
         try:
+            # The copy is a private temp file, discarded if anything fails: no journal, no syncs
+            # (more than twice as fast); the caller fsyncs what it makes from it.
+            target.execute('PRAGMA journal_mode=OFF')
+            target.execute('PRAGMA synchronous=OFF')
             source.execute('BEGIN')
             source.execute('SELECT count(*) FROM sqlite_master').fetchone()  # pins the snapshot
             source.backup(target, pages=BACKUP_STEP_PAGES)

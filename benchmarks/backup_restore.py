@@ -1,0 +1,198 @@
+"""Backup and restore of a large NEXUS data directory: wall time and peak RSS. Prints figures only.
+
+    .venv/bin/python benchmarks/backup_restore.py [--size-mib N] [--ansible] [--keep DIR]
+
+Builds a data directory in a temp dir: ``nexus.db`` with NEXUS's schema (secrets with random
+encrypted-looking values, one version row each, audit rows) of about ``--size-mib`` MiB (default
+1024, or ``NEXUS_BENCH_SIZE_MIB``), plus a keyring. Then:
+
+- ``core``: a fresh Python child runs ``_backup.create_backup`` and then ``_restore.restore`` (the
+  code the modules run); each child reports its own peak RSS (``ru_maxrss``).
+- ``--ansible``: also runs the modules ``nexus.secrets.nexus_backup`` / ``nexus_restore`` through
+  ansible-playbook; wall time of the whole task, peak RSS of the module process (sampled with psutil).
+
+Targets on the 2-core machine (issue 3): peak RSS < 150 MB; backup of 1 GiB < 5 s; restore < 7 s.
+nexusctl: backup 27 s / 6.3 GB, restore 7 s / 2.2 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / '.cache' / 'collections')]
+
+from tests.nexus_server import keyring as server_keyring  # noqa: E402
+from tests.nexus_server.storage_sqlite import SCHEMA  # noqa: E402
+
+PASSWORD = 'benchmark-backup-password'
+KEY_PASSWORD = 'benchmark-keyring-password'
+VALUE_BYTES = 12 * 1024  # secret value blob (nonce || AES-GCM ciphertext): incompressible
+MIB = 1024 * 1024
+
+
+def build_data_dir(root, size_mib):
+    """A WAL-mode nexus.db of about ``size_mib`` MiB, and a keyring, under ``root``."""
+    server_keyring.save(root / 'data' / 'keys', server_keyring.generate_plaintexts(), KEY_PASSWORD)
+    db = root / 'nexus.db'
+    conn = sqlite3.connect(str(db), isolation_level=None)
+    conn.execute('PRAGMA journal_mode=WAL')
+    conn.execute('PRAGMA synchronous=OFF')
+    for statement in SCHEMA:
+        conn.execute(statement)
+    pool = os.urandom(8 * MIB)
+    per_secret = 2 * VALUE_BYTES + 600  # value + one version + row and audit overhead
+    count = max(1, size_mib * MIB // per_secret)
+    conn.execute('BEGIN')
+    for i in range(count):
+        start = (i * 7919) % (len(pool) - VALUE_BYTES)
+        value = pool[start:start + VALUE_BYTES]
+        sid = 'sec-%08d' % i
+        path = 'bench/team-%03d/secret-%07d' % (i % 500, i)
+        conn.execute('INSERT INTO secrets (id, path, value, metadata, version, created_at, created_by, updated_at,'
+                     ' updated_by) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)',
+                     (sid, path, value, '{"owner":"bench"}', '2026-01-01T00:00:00Z', 'admin-001',
+                      '2026-01-01T00:00:00Z', 'admin-001'))
+        conn.execute('INSERT INTO secret_versions (id, secret_id, version, value, created_at, created_by)'
+                     ' VALUES (?, ?, 1, ?, ?, ?)', ('ver-%08d' % i, sid, value[::-1], '2026-01-01T00:00:00Z',
+                                                    'admin-001'))
+        conn.execute('INSERT INTO audit_logs (id, timestamp, action, user, secret_id, secret_path, ip_address,'
+                     ' user_agent, success, error, metadata, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)',
+                     ('aud-%08d' % i, '2026-01-01T00:00:00Z', 'create', 'admin-001', sid, path, '127.0.0.1',
+                      'bench', '', '{}', pool[start:start + 64].hex()))
+        if i % 5000 == 4999:
+            conn.execute('COMMIT')
+            conn.execute('BEGIN')
+    conn.execute('COMMIT')
+    conn.execute('PRAGMA wal_checkpoint(TRUNCATE)')
+    conn.close()
+    return db, count
+
+
+CHILD = r'''
+import json, os, resource, sys, time
+sys.path[:0] = [sys.argv[1], os.path.join(sys.argv[1], '.cache', 'collections')]
+args = json.loads(sys.argv[2])
+started = time.time()
+if args['step'] == 'backup':
+    from ansible_collections.nexus.secrets.plugins.module_utils._backup import create_backup
+    out = create_backup(args['db'], args['keys'], args['dest'], args['password'])
+    info = {'path': out['path'], 'size': out['size'], 'secrets': out['secrets']}
+else:
+    from ansible_collections.nexus.secrets.plugins.module_utils import _restore, _swap
+    out = _restore.restore(args['src'], args['password'], _swap.Layout(args['data_dir']),
+                           key_password=args['key_password'], keep_pre_restore=False)
+    info = {'changed': out['changed'], 'secrets': out.get('secrets')}
+info['wall_s'] = time.time() - started
+info['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+print(json.dumps(info))
+'''
+
+
+def run_core(step, **args):
+    args['step'] = step
+    started = time.time()
+    proc = subprocess.run([sys.executable, '-c', CHILD, str(REPO), json.dumps(args)], capture_output=True,
+                          text=True)
+    if proc.returncode:
+        raise SystemExit('%s failed:\n%s' % (step, proc.stderr))
+    info = json.loads(proc.stdout)
+    info['process_wall_s'] = time.time() - started  # including interpreter start and imports
+    return info
+
+
+class PeakRss(threading.Thread):
+    """Samples the RSS of processes whose command line contains ``marker``."""
+
+    def __init__(self, marker):
+        super().__init__(daemon=True)
+        self.marker = marker
+        self.peak = 0
+        self.stopped = threading.Event()
+
+    def run(self):
+        import psutil
+        while not self.stopped.is_set():
+            for proc in psutil.process_iter(['cmdline', 'memory_info']):
+                cmdline = ' '.join(proc.info['cmdline'] or [])
+                if self.marker in cmdline and proc.info['memory_info'] is not None:
+                    self.peak = max(self.peak, proc.info['memory_info'].rss)
+            time.sleep(0.02)
+
+    def stop(self):
+        self.stopped.set()
+        self.join()
+        return self.peak / MIB
+
+
+def run_ansible(module, args):
+    from tests.helpers.ansible import run_module
+    sampler = PeakRss('AnsiballZ_%s' % module)
+    sampler.start()
+    started = time.time()
+    out = run_module('nexus.secrets.' + module, args)
+    wall = time.time() - started
+    peak = sampler.stop()
+    if out.get('failed'):
+        raise SystemExit('%s failed: %s' % (module, out.get('msg')))
+    return {'wall_s': wall, 'module_duration_s': out.get('duration'), 'peak_rss_mb': peak}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--size-mib', type=int, default=int(os.environ.get('NEXUS_BENCH_SIZE_MIB', '1024')))
+    parser.add_argument('--ansible', action='store_true', help='also run the modules through ansible-playbook')
+    parser.add_argument('--keep', help='build in this directory and keep it (default: a temp dir, removed)')
+    opts = parser.parse_args(argv)
+
+    from ansible_collections.nexus.secrets.plugins.module_utils import _archive
+    root = Path(opts.keep or tempfile.mkdtemp(prefix='nexus-bench-', dir=os.environ.get('TMPDIR')))
+    try:
+        data_dir = root / 'data'
+        started = time.time()
+        db, count = build_data_dir(data_dir, opts.size_mib)
+        print('data dir: %s (%d secrets, nexus.db %.0f MiB) built in %.1f s'
+              % (data_dir, count, os.path.getsize(str(db)) / MIB, time.time() - started))
+        print('gzip codec: %s, level %d; cpus: %d' % (_archive.ZLIB.__name__, _archive.COMPRESS_LEVEL,
+                                                       os.cpu_count()))
+        dest = root / 'backups'
+        backup = run_core('backup', db=str(db), keys=str(data_dir / 'data' / 'keys'), dest=str(dest),
+                          password=PASSWORD)
+        print('core backup : %6.2f s (process %6.2f s)  peak RSS %6.1f MB  file %.0f MiB, %d secrets'
+              % (backup['wall_s'], backup['process_wall_s'], backup['peak_rss_mb'], backup['size'] / MIB,
+                 backup['secrets']))
+        target = root / 'restored'
+        restore = run_core('restore', src=backup['path'], password=PASSWORD, data_dir=str(target),
+                           key_password=KEY_PASSWORD)
+        print('core restore: %6.2f s (process %6.2f s)  peak RSS %6.1f MB  changed=%s'
+              % (restore['wall_s'], restore['process_wall_s'], restore['peak_rss_mb'], restore['changed']))
+        if opts.ansible:
+            shutil.rmtree(str(target))
+            out = run_ansible('nexus_backup', {'data_dir': str(data_dir), 'dest': str(dest),
+                                               'backup_password': PASSWORD, 'name': 'via-ansible.tar.gz.enc'})
+            print('ansible nexus_backup : task %6.2f s (module %6.2f s)  module peak RSS %6.1f MB'
+                  % (out['wall_s'], out['module_duration_s'], out['peak_rss_mb']))
+            out = run_ansible('nexus_restore', {'src': str(dest / 'via-ansible.tar.gz.enc'),
+                                                'backup_password': PASSWORD, 'data_dir': str(target),
+                                                'key_password': KEY_PASSWORD, 'force': True,
+                                                'pre_restore_backup': False})
+            print('ansible nexus_restore: task %6.2f s (module %6.2f s)  module peak RSS %6.1f MB'
+                  % (out['wall_s'], out['module_duration_s'], out['peak_rss_mb']))
+    finally:
+        if not opts.keep:
+            shutil.rmtree(str(root), ignore_errors=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
