@@ -61,8 +61,11 @@ options:
     description:
       - How many times a request is repeated after a connection error or an HTTP 502, 503 or 504
         answer, with exponential backoff and jitter.
-      - Only requests that are safe to repeat are retried. Writes are repeated only where the
-        module first re-checks the server's state (see each module's notes).
+      - Only requests that are safe to repeat are retried. Login and the listing also repeat an
+        HTTP 500 answer.
+      - Reads and writes of single secrets that fail that way (or with HTTP 500) get up to this many
+        more passes, after one pause per pass. A write is repeated only after a GET shows that it
+        did not land, so it is never applied twice.
     type: int
     default: 3
 notes:

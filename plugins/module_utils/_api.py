@@ -6,8 +6,9 @@
 Private to this collection; not a public API. No AnsibleModule logic here (see ``_connection.py``).
 
 Retry policy: connection errors and 502/503/504 are retried with exponential backoff and jitter,
-but only for requests that may safely be sent twice (GET, login). Writes (POST, PUT) are sent once
-here; callers that can prove a repeat is safe (the import re-checks with a GET) retry themselves.
+but only for requests that may safely be sent twice (GET, login); login and the listing also repeat a 500.
+Writes (POST, PUT) are sent once here; callers that can prove a repeat is safe (the import re-checks
+with a GET) repeat them in later passes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ except ImportError:  # pragma: no cover - exercised only where requests is missi
     REQUESTS_IMPORT_ERROR = traceback.format_exc()
 
 RETRY_STATUSES = frozenset((502, 503, 504))
+# Login and the listing are single cheap requests every run needs: a passing 500 is repeated too.
+RETRY_STATUSES_WITH_500 = RETRY_STATUSES | frozenset((500,))
 API = '/api/v1'
 
 
@@ -131,10 +134,12 @@ class NexusClient(object):
             raise NexusApiError('cannot reach %s: %s' % (self.url, _reason(exc)),
                                 method=method, endpoint=endpoint)
 
-    def request(self, method, endpoint, body=None, params=None, expected=(200,), retry=None):
+    def request(self, method, endpoint, body=None, params=None, expected=(200,), retry=None,
+                retry_statuses=RETRY_STATUSES):
         """Send one request; return the decoded JSON body (None when empty).
 
-        ``retry`` defaults to True for GET only. Raises NexusApiError for unexpected statuses.
+        ``retry`` defaults to True for GET only: then connection errors and ``retry_statuses`` are
+        repeated. Raises NexusApiError for unexpected statuses.
         """
         if retry is None:
             retry = method == 'GET'
@@ -145,7 +150,7 @@ class NexusClient(object):
                 if response.status_code not in expected:
                     raise NexusApiError(_server_message(response), response.status_code, method, endpoint)
             except NexusApiError as exc:
-                if not exc.transient or attempt + 1 >= attempts:
+                if not (exc.status is None or exc.status in retry_statuses) or attempt + 1 >= attempts:
                     raise
                 self._sleep(backoff_delay(attempt, self.backoff_base))
                 continue
@@ -166,7 +171,8 @@ class NexusClient(object):
         """Exchange username/password for a JWT and use it for every later request."""
         body = {'username': self._username, 'password': self._password}
         # Login only issues a token: repeating it is harmless, so it is retried like a GET.
-        answer = self.request('POST', API + '/auth/login', body=body, retry=True)
+        answer = self.request('POST', API + '/auth/login', body=body, retry=True,
+                              retry_statuses=RETRY_STATUSES_WITH_500)
         self._password = None
         token = (answer or {}).get('token')
         if not token:
@@ -177,7 +183,8 @@ class NexusClient(object):
     def list_secrets(self, prefix=None):
         """Every live secret's listing entry (no values). ``prefix`` is passed to the server as is."""
         params = {'prefix': prefix} if prefix else None
-        answer = self.request('GET', API + '/secrets', params=params) or {}
+        answer = self.request('GET', API + '/secrets', params=params,
+                              retry_statuses=RETRY_STATUSES_WITH_500) or {}
         secrets = answer.get('secrets')
         if not isinstance(secrets, list):
             raise NexusApiError('listing holds no "secrets" list', 200, 'GET', API + '/secrets')
@@ -221,10 +228,11 @@ class NexusClient(object):
 
 
 def _reason(exc):
-    """A short transport-error reason without the URL's query string or any header."""
-    text = str(exc.__class__.__name__)
+    """A short transport-error reason (no headers, so no credentials; api keys never go in URLs)."""
     inner = exc.args[0] if exc.args else None
-    reason = getattr(inner, 'reason', None)
-    if reason is not None:
-        return '%s (%s)' % (text, str(reason).split(': ', 1)[-1][:160])
-    return text
+    detail = getattr(inner, 'reason', None) or inner
+    if detail is None:
+        return exc.__class__.__name__
+    # urllib3 prefixes "<HTTPConnection object at 0x...>: " to connection errors.
+    text = str(detail).split('>: ', 1)[-1]
+    return '%s (%s)' % (exc.__class__.__name__, text[:160])

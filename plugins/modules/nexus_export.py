@@ -174,22 +174,49 @@ class AuthLost(Exception):
         self.error = error
 
 
-def read_secrets(client, paths, workers):
-    """``(secrets, unreadable)``: GET every path in parallel; failures become reasons."""
+def worth_repeating(exc):
+    """No answer, 502/503/504, or a 500 that may be passing: another pass may read the secret."""
+    return exc.transient or exc.status == 500
+
+
+def read_secrets(client, paths, workers, passes):
+    """``(secrets, unreadable)``: GET every path in parallel; failures that may pass are read again
+    in up to ``passes - 1`` later passes (one pause per pass, not per secret, so a server that
+    cannot decrypt anything is not waited on once per secret)."""
     def read(path):
         try:
             return client.get_secret(path), None
         except NexusApiError as exc:
             if exc.status in AUTH_STATUSES:
                 raise AuthLost(exc)
-            reason = exc.describe()
-            hint = unreachable_reason(path)
-            if hint:
-                reason += ' (%s)' % hint
-            return None, dict(path=path, reason=reason)
+            return None, exc
 
-    results = map_parallel(read, paths, workers)
-    return ([s for s, _ in results if s is not None], [u for _, u in results if u is not None])
+    found, failures = {}, {}
+    pending = paths
+    for number in range(passes):
+        if number:
+            client.pause(number - 1)
+        answers = map_parallel(read, pending, workers)
+        retry = []
+        for path, (secret, error) in zip(pending, answers):
+            if error is None:
+                found[path] = secret
+                failures.pop(path, None)
+            else:
+                failures[path] = error
+                if worth_repeating(error):
+                    retry.append(path)
+        pending = retry
+        if not pending:
+            break
+    unreadable = []
+    for path in sorted(failures):
+        reason = failures[path].describe()
+        hint = unreachable_reason(path)
+        if hint:
+            reason += ' (%s)' % hint
+        unreadable.append(dict(path=path, reason=reason))
+    return [found[p] for p in sorted(found)], unreadable
 
 
 def read_existing(dest, password):
@@ -241,7 +268,8 @@ def main():
         # return more than asked, so it narrows the listing and the literal match decides.
         listed = [s['path'] for s in client.list_secrets(prefix or None)
                   if isinstance(s, dict) and isinstance(s.get('path'), str) and s['path'].startswith(prefix)]
-        secrets, unreadable = read_secrets(client, sorted(set(listed)), params['workers'])
+        secrets, unreadable = read_secrets(client, sorted(set(listed)), params['workers'],
+                                           client.retries + 1)
     except NexusApiError as exc:
         module.fail_json(msg=api_failure_msg('cannot list the secrets at %s' % client.url, exc, params),
                          status=exc.status)

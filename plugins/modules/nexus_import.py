@@ -195,101 +195,116 @@ def same_secret(current, secret):
     return current.get('value') == secret['value'] and (current.get('metadata') or {}) == secret['metadata']
 
 
-def retryable_write(exc):
-    """A write failure worth repeating once a GET shows the write did not land."""
+def worth_repeating(exc):
+    """A failure that another pass may overcome: no answer, 502/503/504, or a 500 (sqlite's answer for
+    an existing path, or a passing server error); a GET re-check always runs before a write is repeated."""
     return exc.transient or exc.status == 500
 
 
 class Importer(object):
-    """Decides and performs the import of one secret; returns ``(outcome, reason)``."""
+    """Decides and performs the import of one secret; returns ``(outcome, reason, repeat)``.
+
+    It is called in passes: a secret whose failure is ``repeat``-able is handed to the next pass.
+    Every write is sent once per pass; when its answer is lost, the next pass's GET shows whether it
+    landed (``self.written`` remembers that it may have), so a write is never duplicated.
+    """
 
     def __init__(self, client, present, overwrite, check_mode):
         self.client = client
         self.present = present
         self.overwrite = overwrite
         self.check_mode = check_mode
-        self.retries = client.retries
+        self.written = {}  # path -> 'created'/'updated': a write whose answer was lost may have landed
 
     def __call__(self, secret):
         hint = unreachable_reason(secret['path'])
         if hint:
-            return 'failed', 'not imported: NEXUS could store it but never return it (%s)' % hint
+            return 'failed', 'not imported: NEXUS could store it but never return it (%s)' % hint, False
         try:
             if secret['path'] in self.present:
-                return self.existing(secret, None, False)
+                return self.existing(secret, None)
             if self.check_mode:
-                return 'created', None
+                return 'created', None, False
             return self.create(secret)
         except NexusApiError as exc:
             if exc.status in AUTH_STATUSES:
                 raise AuthLost(exc)
-            return 'failed', exc.describe()
+            return 'failed', exc.describe(), worth_repeating(exc)
 
-    def existing(self, secret, current, maybe_ours):
+    def existing(self, secret, current):
         """A secret the server has: ``current`` is its GET answer when already read."""
-        if current is not None and maybe_ours and same_secret(current, secret):
-            return 'created', None  # an earlier attempt of ours landed although its answer was lost
-        if not self.overwrite:
-            return 'skipped', None
-        if current is None:
-            current = self.client.find_secret(secret['path'])
+        path = secret['path']
+        if current is None and (self.overwrite or path in self.written):
+            current = self.client.find_secret(path)
             if current is None:
-                return 'failed', 'listed by the server, but GET answers 404 (deleted meanwhile?)'
+                return 'failed', 'listed by the server, but GET answers 404 (deleted meanwhile?)', False
+        if current is not None and path in self.written and same_secret(current, secret):
+            return self.written[path], None, False  # our earlier write landed although its answer was lost
+        if not self.overwrite:
+            return 'skipped', None, False
         if same_secret(current, secret):
-            return 'unchanged', None
+            return 'unchanged', None, False
         if self.check_mode:
-            return 'updated', None
+            return 'updated', None, False
         return self.update(secret)
 
     def create(self, secret):
         path = secret['path']
-        maybe_ours = False
-        last = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.client.pause(attempt - 1)
-            try:
-                self.client.create_secret(path, secret['value'], secret['metadata'])
-                return 'created', None
-            except NexusApiError as exc:
-                if not (exc.transient or exc.status in REFUSED):
-                    raise
-                last = exc
-                maybe_ours = maybe_ours or exc.transient
-            # Did the path exist after all (sqlite's unmapped UNIQUE error), or did our write land?
-            current = self.client.find_secret(path)
-            if current is not None:
-                return self.existing(secret, current, maybe_ours)
-            if last.status == 409:
-                break  # "already exists" yet not readable: it is deleted, no retry can help
-        if last.status in REFUSED:
-            return 'failed', ('the path was deleted on the server, and NEXUS never lets a deleted path '
-                              'be created again (create answered HTTP %d: %s, GET answers 404)'
-                              % (last.status, last.message))
-        return 'failed', last.describe()
+        try:
+            self.client.create_secret(path, secret['value'], secret['metadata'])
+            return 'created', None, False
+        except NexusApiError as exc:
+            if not (exc.transient or exc.status in REFUSED):
+                raise
+            failure = exc
+            if exc.transient:
+                self.written[path] = 'created'
+        # Did the path exist after all (sqlite's unmapped UNIQUE error), or did our write land?
+        current = self.client.find_secret(path)
+        if current is not None:
+            return self.existing(secret, current)
+        if failure.status in REFUSED:
+            # "Exists" yet not readable: deleted (409 says so; a 500 is retried in case it was passing).
+            return 'failed', ('the path was deleted on the server, and NEXUS never lets a deleted path be '
+                              'created again (create answered HTTP %d: %s, GET answers 404)'
+                              % (failure.status, failure.message)), failure.status == 500
+        return 'failed', failure.describe(), True
 
     def update(self, secret):
         path = secret['path']
-        last = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.client.pause(attempt - 1)
-            try:
-                self.client.update_secret(path, secret['value'], secret['metadata'])
-                return 'updated', None
-            except NexusApiError as exc:
-                if exc.status == 404:
-                    return 'failed', 'the secret was deleted on the server during the import'
-                if not retryable_write(exc):
-                    raise
-                last = exc
-            # Repeat the PUT only if the first one did not land: every PUT adds a version.
-            current = self.client.find_secret(path)
-            if current is None:
-                return 'failed', 'the secret was deleted on the server during the import'
-            if same_secret(current, secret):
-                return 'updated', None
-        return 'failed', last.describe()
+        try:
+            self.client.update_secret(path, secret['value'], secret['metadata'])
+            return 'updated', None, False
+        except NexusApiError as exc:
+            if exc.status == 404:
+                return 'failed', 'the secret was deleted on the server during the import', False
+            if not worth_repeating(exc):
+                raise
+            self.written[path] = 'updated'
+            failure = exc
+        # Only a PUT that did not land may be repeated: every PUT adds a version.
+        current = self.client.find_secret(path)
+        if current is not None and same_secret(current, secret):
+            return 'updated', None, False
+        return 'failed', failure.describe(), True
+
+
+def import_in_passes(importer, secrets, workers, passes, pause, results):
+    """Fill ``results`` with ``{path: (outcome, reason)}`` as secrets finish (so an abort keeps what was
+    done); repeatable failures get up to ``passes - 1`` more passes."""
+    def attempt(secret):
+        outcome, reason, repeat = importer(secret)
+        results[secret['path']] = (outcome, reason)
+        return repeat
+
+    pending = secrets
+    for number in range(passes):
+        if number:
+            pause(number - 1)
+        repeats = map_parallel(attempt, pending, workers)
+        pending = [secret for secret, repeat in zip(pending, repeats) if repeat]
+        if not pending:
+            break
 
 
 def load_secrets(module, src, password):
@@ -349,13 +364,9 @@ def main():
                                              exc, params), status=exc.status)
     importer = Importer(client, present, params['overwrite'], module.check_mode)
     results = {}
-
-    def run(secret):
-        results[secret['path']] = importer(secret)
-
     aborted = None
     try:
-        map_parallel(run, secrets, params['workers'])
+        import_in_passes(importer, secrets, params['workers'], client.retries + 1, client.pause, results)
     except AuthLost as exc:
         aborted = exc.error
     finally:

@@ -202,3 +202,12 @@ def test_backoff_delay_is_bounded_and_jittered():
     assert backoff_delay(0, base=1.0, rng=lambda: 1.0) == 1.0
     assert backoff_delay(10, base=1.0, cap=4.0, rng=lambda: 1.0) == 4.0
     assert backoff_delay(2, base=1.0, rng=lambda: 0.5) == 3.0
+
+
+def test_listing_and_login_repeat_a_500(stub):
+    stub.script = [err(500, 'failed to list secrets'), (200, {'secrets': [{'path': 'a'}], 'total': 1}),
+                   err(500, 'x'), (200, {'token': 'jwt-3'})]
+    client = client_for(stub, token=None, username='u', password='p')
+    assert client.list_secrets() == [{'path': 'a'}]
+    client.login()
+    assert len(stub.seen) == 4
