@@ -305,10 +305,8 @@ class Handler(BaseHTTPRequestHandler):
     def _login(self, raw):
         body = parse_body(raw)
         username, password = body.get('username'), body.get('password')
-        if not isinstance(username, str) or not isinstance(password, str):
-            if username is not None and not isinstance(username, str) or \
-                    password is not None and not isinstance(password, str):
-                raise ApiError(400, 'invalid request body')
+        if any(v is not None and not isinstance(v, str) for v in (username, password)):
+            raise ApiError(400, 'invalid request body')  # Go: json cannot decode into the string field
         if not username or not password:
             raise ApiError(400, 'username and password are required')
         svc = self.state.service

@@ -75,7 +75,11 @@ def main(argv=None):
         return 2
 
     keys = keyring_mod.load_or_create(Path('data') / 'keys', keyring_mod.key_password(), log=log)
-    storage = open_storage(args.storage, args.db)
+    try:
+        storage = open_storage(args.storage, args.db)
+    except Exception as exc:  # e.g. the directory of -db does not exist
+        log('failed to initialize storage: %s' % exc)
+        return 1
     if args.storage == 'sqlite':
         log('Using SQLite storage: %s' % args.db)
     else:

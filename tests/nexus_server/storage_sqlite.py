@@ -1,12 +1,14 @@
 """SQLite storage: the real server's schema, WAL mode, soft delete, unescaped LIKE prefix (CONTRACT §3).
 
-One connection guarded by a lock: no "database is locked", and Python's sqlite3 module serialises
-anyway. Read-modify-write updates take the lock twice, so concurrent PUTs on one secret can lose
-versions exactly like the real server does.
+All writes go through one connection guarded by a lock (never "database is locked"); reads use a
+small pool of read-only connections, which WAL mode lets run beside a write. Updates read through the
+pool and write through the writer, so concurrent PUTs on one secret can lose versions exactly like the
+real server (a read-modify-write race).
 """
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
 
@@ -77,19 +79,43 @@ def _secret(row):
 class SQLiteStorage:
     name = 'sqlite'
 
+    READERS = 4
+
     def __init__(self, db_path):
         self.db_path = str(db_path)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
-        self._conn.execute('PRAGMA busy_timeout = 5000')
+        self._conn = self._connect()
         self._conn.execute('PRAGMA journal_mode = WAL')
-        self._conn.execute('PRAGMA foreign_keys = ON')
-        # The WAL is the durable log; an fsync per audit row would make exports crawl.
-        self._conn.execute('PRAGMA synchronous = NORMAL')
         with self._lock:
             for stmt in SCHEMA:
                 self._conn.execute(stmt)
+        self._readers = queue.LifoQueue()
+        self._all_readers = []
+        self._readers_lock = threading.Lock()
         self._closed = False
+
+    def _connect(self):
+        conn = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
+        conn.execute('PRAGMA busy_timeout = 5000')
+        conn.execute('PRAGMA foreign_keys = ON')
+        # The WAL is the durable log; an fsync per audit row would make exports crawl.
+        conn.execute('PRAGMA synchronous = NORMAL')
+        return conn
+
+    def _reader(self):
+        try:
+            return self._readers.get_nowait()
+        except queue.Empty:
+            pass
+        with self._readers_lock:
+            if self._closed:
+                raise StorageError('database is closed')
+            if len(self._all_readers) < self.READERS:
+                conn = self._connect()
+                conn.execute('PRAGMA query_only = ON')
+                self._all_readers.append(conn)
+                return conn
+        return self._readers.get(timeout=30)
 
     # -- helpers --------------------------------------------------------------------------------
     def _tx(self, statements):
@@ -108,8 +134,11 @@ class SQLiteStorage:
             return rowcount
 
     def _query(self, sql, args=()):
-        with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+        conn = self._reader()
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            self._readers.put(conn)
 
     # -- secrets --------------------------------------------------------------------------------
     def create(self, secret):
@@ -197,15 +226,21 @@ class SQLiteStorage:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def ping(self):
+        if self._closed:
+            raise StorageError('database is closed')
         self._query('SELECT 1')
 
     def close(self):
-        """Checkpoint the WAL into the database and close: ``-wal``/``-shm`` disappear."""
-        with self._lock:
+        """Close the readers, then checkpoint the WAL and close the writer: ``-wal``/``-shm`` disappear."""
+        with self._readers_lock:
             if self._closed:
                 return
+            self._closed = True
+            readers, self._all_readers = self._all_readers, []
+        for conn in readers:
+            conn.close()
+        with self._lock:
             try:
                 self._conn.execute('PRAGMA wal_checkpoint(TRUNCATE)')
             finally:
                 self._conn.close()
-                self._closed = True

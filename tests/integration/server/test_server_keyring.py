@@ -130,8 +130,6 @@ def test_missing_or_corrupt_key_file_replaces_the_keyring(nexus_server_factory, 
         target.unlink()
     elif damage == 'corrupt_hex':
         target.write_text('zz' + before['master'][2:])
-    elif damage == 'truncated':
-        target.write_text(before['master'][:40])
     else:
         target.write_text(before['master'][:-2] + ('00' if before['master'][-2:] != '00' else '11'))
     server.start()
