@@ -105,6 +105,18 @@ def test_api_key_header_and_query(any_server, unique):
     assert any_server.client(api_key=key).list(prefix=unique).json()['total'] == 1
 
 
+def test_token_survives_restarts_and_works_on_other_instances(nexus_server_factory):
+    first = nexus_server_factory()
+    token = first.token()
+    key = first.client().create_api_key('short-lived').json()['key']
+    assert first.client(api_key=key).list().status_code == 200
+    first.restart()
+    assert first.client(token=token).list().status_code == 200  # fixed signing secret
+    error_body(first.client(api_key=key).list(), 401, 'authentication required')  # API keys lived in memory
+    other = nexus_server_factory(storage='memory')
+    assert other.client(token=token).list().status_code == 200
+
+
 def test_create_api_key_needs_auth(sqlite_server):
     error_body(sqlite_server.anonymous().create_api_key(), 401, 'authentication required')
 
