@@ -206,17 +206,37 @@ def swap_in(layout, journal, owner_ids=(-1, -1)):
     return journal
 
 
+def _is_restored_copy(item):
+    """Whether what is live at ``item`` is the copy the swap installed (not the original)."""
+    moved_out = item['existed'] and os.path.lexists(item['saved'])
+    return bool(item['staged']) and os.path.lexists(item['live']) and (moved_out or not item['existed'])
+
+
+def _move_to_staging(journal, path, target, label):
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        checkpoint('rollback makedirs ' + label)
+        os.makedirs(parent, 0o700)
+    _rename(path, target, 'rollback unstage ' + label)
+
+
 def roll_back(layout, journal):
-    """Put every live item back as it was before the swap; idempotent, safe to re-run after a crash."""
-    for item in reversed(journal['items']):
+    """Put every live item back as it was before the swap; idempotent, safe to re-run after a crash.
+
+    Items go in reverse order, so the SQLite companions are handled while the database they belong
+    to is still live: a -wal/-shm that did not exist before the swap but does now was made by a
+    server started on the half-restored database, and leaves with it.
+    """
+    items = journal['items']
+    db_item = [item for item in items if item['name'] == DB_NAME][0]
+    for item in reversed(items):
         moved_out = item['existed'] and os.path.lexists(item['saved'])
-        if item['staged'] and os.path.lexists(item['live']) and (moved_out or not item['existed']):
-            # What is live is the restored copy: send it back to staging.
-            staged_parent = os.path.dirname(item['staged'])
-            if not os.path.isdir(staged_parent):
-                checkpoint('rollback makedirs ' + item['name'])
-                os.makedirs(staged_parent, 0o700)
-            _rename(item['live'], item['staged'], 'rollback unstage ' + item['name'])
+        if _is_restored_copy(item):
+            _move_to_staging(journal, item['live'], item['staged'], item['name'])
+        elif (not item['staged'] and not item['existed'] and os.path.lexists(item['live'])
+              and _is_restored_copy(db_item)):
+            _move_to_staging(journal, item['live'], os.path.join(journal['staging'], 'debris', item['name']),
+                             item['name'])
         if moved_out:
             _rename(item['saved'], item['live'], 'rollback restore ' + item['name'])
     _remove_tree(journal['staging'], 'rollback remove staging')

@@ -77,12 +77,12 @@ def live_only(snap):
 
 
 class Scenario(object):
-    def __init__(self, tmp_path, fresh=False, keep=True):
+    def __init__(self, tmp_path, fresh=False, keep=True, wal=True):
         self.data_dir = str(tmp_path / 'nexus')
         if fresh:
             self.staging_parent = str(tmp_path)
         else:
-            make_live(self.data_dir)
+            make_live(self.data_dir, wal=wal)
             self.staging_parent = self.data_dir
         self.before = snapshot(self.data_dir)
         self.staging, self.root = make_staging(self.staging_parent)
@@ -268,3 +268,28 @@ def test_corrupt_journal_is_reported_not_guessed(tmp_path):
     with pytest.raises(_swap.SwapError, match='corrupt'):
         _swap.recover(layout)
     assert os.path.exists(layout.journal_path)
+
+
+@pytest.mark.parametrize('wal', [False, True], ids=['no-old-wal', 'old-wal'])
+def test_wal_of_a_server_started_on_a_half_restored_dir_leaves_with_the_new_database(tmp_path, wal):
+    """systemd may restart NEXUS after a crash mid-swap; its -wal/-shm belong to the new database."""
+    labels = record_checkpoints(tmp_path, wal=wal)
+    sc = Scenario(tmp_path / 'half', wal=wal)
+    assert crash_in_child(sc.run, labels.index('install data/keys')) == 86
+    for suffix in ('-wal', '-shm'):
+        with open(sc.layout.db_path + suffix, 'wb') as fh:
+            fh.write(b'frames written over the restored database')
+    assert _swap.recover(sc.layout) == 'rolled_back'
+    assert snapshot(sc.data_dir) == sc.before
+
+
+def test_wal_of_a_server_started_on_the_untouched_old_state_is_kept(tmp_path):
+    """Crash before anything moved, server ran on the old state: its WAL holds real commits."""
+    labels = record_checkpoints(tmp_path, wal=False)
+    sc = Scenario(tmp_path / 'early', wal=False)
+    assert crash_in_child(sc.run, labels.index('save nexus.db')) == 86
+    with open(sc.layout.db_path + '-wal', 'wb') as fh:
+        fh.write(b'commits of the old database')
+    assert _swap.recover(sc.layout) == 'rolled_back'
+    with open(sc.layout.db_path + '-wal', 'rb') as fh:
+        assert fh.read() == b'commits of the old database'
