@@ -89,10 +89,10 @@ def client_from_module(module, pool_size=1):
     if auth_method(params) is None:
         module.fail_json(msg='no credentials: set token, api_key, or username and password '
                              '(or NEXUS_TOKEN, NEXUS_API_KEY, NEXUS_USERNAME/NEXUS_PASSWORD)')
-    for name in ('timeout', 'retries'):
-        if params[name] < (1 if name == 'timeout' else 0):
-            module.fail_json(msg='%s must be %s (got %d)' % (name, 'positive' if name == 'timeout'
-                                                                  else 'zero or more', params[name]))
+    if params['timeout'] < 1:
+        module.fail_json(msg='timeout must be 1 or more seconds (got %d)' % params['timeout'])
+    if params['retries'] < 0:
+        module.fail_json(msg='retries must be 0 or more (got %d)' % params['retries'])
     method = auth_method(params)
     # Only the chosen credential is used: an env fallback for another method never mixes in.
     client = NexusClient(

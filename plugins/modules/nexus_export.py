@@ -10,7 +10,7 @@ module: nexus_export
 short_description: Export the secrets of a NEXUS server to a file in nexusctl's format
 version_added: 0.1.0
 author:
-  - nexus.secrets maintainers
+  - nexus.secrets maintainers (!UNKNOWN)
 description:
   - Reads every secret (or those under O(prefix)) over the REST API, with O(workers) parallel
     requests on keep-alive connections, and writes them to O(dest) in the JSON format of

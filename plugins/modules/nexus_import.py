@@ -10,7 +10,7 @@ module: nexus_import
 short_description: Import secrets into a NEXUS server from a nexusctl export file
 version_added: 0.1.0
 author:
-  - nexus.secrets maintainers
+  - nexus.secrets maintainers (!UNKNOWN)
 description:
   - Reads an export file written by C(nexusctl export) or M(nexus.secrets.nexus_export), plain JSON
     or encrypted, validates all of it, then creates the secrets the server does not have, with
