@@ -151,7 +151,8 @@ class Handler(BaseHTTPRequestHandler):
     def _send(self, status, body=None, headers=None, content_type='application/json'):
         payload = b''
         if body is not None:
-            payload = body if isinstance(body, bytes) else (json.dumps(body, ensure_ascii=False, separators=(',', ':')) + '\n').encode()
+            payload = body if isinstance(body, bytes) else \
+                (json.dumps(body, ensure_ascii=False, separators=(',', ':')) + '\n').encode()
         self.send_response_only(status)
         self.send_header('Date', self.date_time_string())
         if status != 204:

@@ -375,6 +375,27 @@ def test_unreachable_path_redirects_like_go_mux(sqlite_server, unique):
     error_body(followed, 404, 'secret not found')  # the cleaned path names another (absent) secret
 
 
+@pytest.mark.parametrize('sent,location', [
+    ('/api/v1/secrets/a/./b', '/api/v1/secrets/a/b'),
+    ('/api/v1/secrets/a/../b', '/api/v1/secrets/b'),
+    ('/api/v1/secrets/a//b', '/api/v1/secrets/a/b'),
+    ('/api/v1/secrets/a/b/.', '/api/v1/secrets/a/b'),
+    ('/api/v1/secrets/a/b/..', '/api/v1/secrets/a'),
+    ('/api/v1/secrets/../../x/', '/api/x/'),
+    ('/api/v1/secrets/a%2F%2Fb?x=1', '/api/v1/secrets/a/b?x=1'),  # decoded before cleaning, like Go
+])
+def test_path_cleaning_redirects_verbatim_requests(sqlite_server, sent, location):
+    """Sent byte for byte (requests/urllib3 would remove dot segments before sending)."""
+    conn = http.client.HTTPConnection('127.0.0.1', sqlite_server.port, timeout=10)
+    try:
+        conn.request('GET', sent, headers={'Authorization': 'Bearer ' + sqlite_server.token()})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 301 and resp.getheader('Location') == location
+    finally:
+        conn.close()
+
+
 def test_versions_suffix_reads_the_parent_versions(any_server, unique):
     client = any_server.client()
     client.create(unique, 'parent')
@@ -468,7 +489,8 @@ def test_concurrent_writes_do_not_fail(any_server, unique):
     def work(n):
         client = any_server.client(token=token)
         for i in range(15):
-            for resp in (client.create('%s/w%d/%d' % (unique, n, i), 'v'), client.put(unique + '/shared', value=str(i))):
+            for resp in (client.create('%s/w%d/%d' % (unique, n, i), 'v'),
+                         client.put(unique + '/shared', value=str(i))):
                 if resp.status_code not in (200, 201):
                     errors.append((resp.status_code, resp.text))
         client.close()

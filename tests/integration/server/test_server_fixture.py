@@ -169,8 +169,10 @@ def test_reference_server_adds_to_real_data_in_the_real_format(restored_dir, nex
     master = decrypt_keyring(Path(restored_dir) / 'data' / 'keys', KEYRING_PASSWORD)['master']
     conn = sqlite3.connect(str(restored_dir / 'nexus.db'))
     rows = dict(conn.execute("SELECT path, value FROM secrets WHERE path IN ('prod/api/password', 'prod/new/one')"))
-    old_rows = conn.execute("SELECT created_at, updated_at FROM secrets WHERE path = 'team-a/ci/deploy-token'").fetchone()
-    new_rows = conn.execute("SELECT created_at, updated_at, metadata FROM secrets WHERE path = 'prod/new/one'").fetchone()
+    old_rows = conn.execute('SELECT created_at, updated_at FROM secrets WHERE path = ?',
+                            ('team-a/ci/deploy-token',)).fetchone()
+    new_rows = conn.execute('SELECT created_at, updated_at, metadata FROM secrets WHERE path = ?',
+                            ('prod/new/one',)).fetchone()
     conn.close()
     assert decrypt_value(master, rows['prod/api/password']) == b'rotated'
     assert decrypt_value(master, rows['prod/new/one']) == b'fresh'

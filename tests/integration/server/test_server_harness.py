@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 
 from tests.nexus_server.checks import decrypt_keyring
-from tests.nexus_server.harness import NexusServer
+from tests.nexus_server.harness import NexusServer, login
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -77,7 +77,7 @@ def test_ctl_start_seed_status_stop(tmp_path):
         again = ctl('seed', '--url', url, '--count', '4', '--prefix', 'demo/app')
         assert json.loads(again.stdout)['existing'] == 4
 
-        token = requests.post(url + '/api/v1/auth/login', json={'username': 'admin', 'password': 'admin'}).json()['token']
+        token = login(url)
         listed = requests.get(url + '/api/v1/secrets', params={'prefix': 'demo/app/'},
                               headers={'Authorization': 'Bearer ' + token}).json()
         assert listed['total'] == 4
