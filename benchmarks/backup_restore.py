@@ -94,7 +94,9 @@ else:
                            key_password=args['key_password'], keep_pre_restore=False)
     info = {'changed': out['changed'], 'secrets': out.get('secrets')}
 info['wall_s'] = time.time() - started
-info['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+usage = resource.getrusage(resource.RUSAGE_SELF)
+info['cpu_s'] = usage.ru_utime + usage.ru_stime  # whole process, imports included
+info['peak_rss_mb'] = usage.ru_maxrss / 1024.0
 print(json.dumps(info))
 '''
 
@@ -163,19 +165,20 @@ def main(argv=None):
         db, count = build_data_dir(data_dir, opts.size_mib)
         print('data dir: %s (%d secrets, nexus.db %.0f MiB) built in %.1f s'
               % (data_dir, count, os.path.getsize(str(db)) / MIB, time.time() - started))
-        print('gzip codec: %s, level %d; cpus: %d' % (_archive.ZLIB.__name__, _archive.COMPRESS_LEVEL,
-                                                       os.cpu_count()))
+        print('gzip codec: %s, level %d; cpus: %d; load average before: %.1f'
+              % (_archive.ZLIB.__name__, _archive.COMPRESS_LEVEL, os.cpu_count(), os.getloadavg()[0]))
         dest = root / 'backups'
         backup = run_core('backup', db=str(db), keys=str(data_dir / 'data' / 'keys'), dest=str(dest),
                           password=PASSWORD)
-        print('core backup : %6.2f s (process %6.2f s)  peak RSS %6.1f MB  file %.0f MiB, %d secrets'
-              % (backup['wall_s'], backup['process_wall_s'], backup['peak_rss_mb'], backup['size'] / MIB,
-                 backup['secrets']))
+        print('core backup : %6.2f s (process %6.2f s, CPU %6.2f s)  peak RSS %6.1f MB  file %.0f MiB, %d secrets'
+              % (backup['wall_s'], backup['process_wall_s'], backup['cpu_s'], backup['peak_rss_mb'],
+                 backup['size'] / MIB, backup['secrets']))
         target = root / 'restored'
         restore = run_core('restore', src=backup['path'], password=PASSWORD, data_dir=str(target),
                            key_password=KEY_PASSWORD)
-        print('core restore: %6.2f s (process %6.2f s)  peak RSS %6.1f MB  changed=%s'
-              % (restore['wall_s'], restore['process_wall_s'], restore['peak_rss_mb'], restore['changed']))
+        print('core restore: %6.2f s (process %6.2f s, CPU %6.2f s)  peak RSS %6.1f MB  changed=%s'
+              % (restore['wall_s'], restore['process_wall_s'], restore['cpu_s'], restore['peak_rss_mb'],
+                 restore['changed']))
         if opts.ansible:
             shutil.rmtree(str(target))
             out = run_ansible('nexus_backup', {'data_dir': str(data_dir), 'dest': str(dest),

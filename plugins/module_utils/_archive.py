@@ -230,6 +230,8 @@ class _GunzipReader(object):
         self._decompressor = None
         self._started = False
         self._source_done = False
+        self._out = b''              # decompressed bytes not yet returned, from self._pos on
+        self._pos = 0
         self.total = 0
 
     def _new_member(self):
@@ -251,8 +253,20 @@ class _GunzipReader(object):
         return True
 
     def read(self, size=CHUNK_SIZE):
+        """Up to ``size`` decompressed bytes; ``b''`` at the end of the last member.
+
+        Decompresses a chunk at a time and serves small reads (tarfile reads 512-byte headers and
+        10 KiB blocks) from that, so the input is not re-copied for every small read.
+        """
         if size is None or size < 0:
             size = CHUNK_SIZE
+        if self._pos >= len(self._out):
+            self._out, self._pos = self._decompress_chunk(), 0
+        piece = self._out[self._pos:self._pos + size]
+        self._pos += len(piece)
+        return piece
+
+    def _decompress_chunk(self):
         while True:
             if self._decompressor is None or self._decompressor.eof:
                 if self._decompressor is not None:
@@ -270,7 +284,7 @@ class _GunzipReader(object):
                     self._source_done = True
                     continue
             try:
-                out = self._decompressor.decompress(data, size)
+                out = self._decompressor.decompress(data, CHUNK_SIZE)
             except ZLIB.error as exc:
                 raise ArchiveError('the gzip stream is corrupt: %s' % exc)
             self._pending = self._decompressor.unconsumed_tail
@@ -347,7 +361,7 @@ def _extract_stream(src, staging_dir, max_total_bytes):
     members = []
     seen = set()
     try:
-        tar = tarfile.open(fileobj=gunzip, mode='r|', errorlevel=2)
+        tar = tarfile.open(fileobj=gunzip, mode='r|', errorlevel=2, bufsize=CHUNK_SIZE)
     except tarfile.ReadError as exc:
         raise ArchiveError('the backup payload is not a tar archive (%s)' % exc)
     try:

@@ -121,6 +121,12 @@ class EnvelopeReader(object):
     def _fill(self):
         """Decrypt one more chunk into the buffer; verify the tag at end of input."""
         chunk = self._src.read(CHUNK_SIZE)
+        if len(chunk) >= TAG_LEN:
+            # Decrypt what was held back plus all but the last TAG_LEN bytes, without joining them.
+            self._buffer += self._decryptor.update(self._held) + self._decryptor.update(
+                memoryview(chunk)[:-TAG_LEN])
+            self._held = chunk[-TAG_LEN:]
+            return
         if chunk:
             data = self._held + chunk
             self._held = data[-TAG_LEN:]
