@@ -105,7 +105,7 @@ def decode_export(blob, password=None):
     if looks_like_json(blob):
         try:
             return json.loads(blob.decode('utf-8'))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting: RecursionError
             if not password:
                 raise ExportFileError('it is not valid JSON: %s' % _json_error(exc))
             # A random envelope salt can start with "{": try the envelope before giving up.
@@ -119,7 +119,7 @@ def decode_export(blob, password=None):
         plain = _decrypt(blob, password)
     try:
         return json.loads(plain.decode('utf-8'))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ExportFileError('it decrypts, but the content is not valid JSON: %s' % _json_error(exc))
 
 
