@@ -1,0 +1,171 @@
+"""Crash safety of nexus_restore: SIGKILL at >= 30 points spread over every phase, then recover.
+
+The module's ``main()`` runs in a child process (``killpoints``) that kills itself at event N. A
+calibration run records the phase of every event (preflight, decrypt, extract, validate, swap,
+cleanup); kill points are spread over each phase and hit every labelled swap step. The old state is
+a data dir of a reference server killed with ``kill -9`` (``nexus.db-wal``/``-shm`` present); the
+new one is a backup of another server with other keys.
+
+After each kill:
+- no journal: the live files are exactly the old state or exactly the new one;
+- journal ``committed``: they are exactly the new state already;
+- journal ``swapping``: the recovery step every run starts with (``_swap.recover``) puts back
+  exactly the old state (for the runs handed to the real module, the module does it itself);
+then the next ``nexus_restore`` run (the real module via ansible-playbook for a sample, the core
+function the module calls for the rest) ends in the new state, with the old one kept complete in
+one pre-restore copy and no staging dir, journal or temp file left.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+
+import pytest
+
+from ansible_collections.nexus.secrets.plugins.module_utils import _restore, _swap, _verify
+from ansible_collections.nexus.secrets.plugins.module_utils._backup import create_backup
+from tests.helpers.ansible import run_module
+from tests.nexus_server.harness import NexusServer, free_port
+from tests.reliability import datadirs, killpoints
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('reliability')]
+
+BACKUP_PASSWORD = 'crash-restore-backup-password'
+OLD_KEY_PASSWORD = 'old-key-password'
+NEW_KEY_PASSWORD = 'new-key-password'
+PHASES = ('preflight', 'decrypt', 'extract', 'validate', 'swap', 'cleanup')
+KILLS_PER_PHASE = {'preflight': 1, 'decrypt': 6, 'extract': 6, 'validate': 6, 'swap': 10, 'cleanup': 4}
+MODULE_SAMPLE_EVERY = 9  # every 9th kill is recovered by the real module through ansible-playbook
+
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+    """The old data dir (template), the backup of the new one, and the state hashes of both."""
+    base = tmp_path_factory.mktemp('crash-restore')
+    datadirs.make_data_dir(base / 'old', OLD_KEY_PASSWORD, 'old', padding_bytes=1 << 20, killed=True)
+    new_values = datadirs.make_data_dir(base / 'new', NEW_KEY_PASSWORD, 'new', secrets=8, padding_bytes=5 << 19)
+    backup = create_backup(str(base / 'new' / 'nexus.db'), str(base / 'new' / 'data' / 'keys'),
+                           str(base / 'backups'), BACKUP_PASSWORD, name='nexus-backup-2026-01-01-000000.tar.gz.enc')
+    # The new state is what the backup holds (an online-backup snapshot, not the source file's bytes).
+    scratch = base / 'staged'
+    scratch.mkdir(mode=0o700)
+    staged = _verify.stage_backup(backup['path'], BACKUP_PASSWORD, str(scratch))
+    template = base / 'template'
+    template.mkdir()
+    for name in ('nexus.db', 'nexus.db-wal', 'nexus.db-shm', 'data'):
+        src = base / 'old' / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(str(src), str(template / name))
+    world = {
+        'base': base, 'template': template, 'src': backup['path'], 'new_values': new_values,
+        'old': datadirs.state(template), 'new': datadirs.state(staged.root),
+    }
+    assert 'nexus.db-wal' in world['old'] and 'nexus.db-wal' not in world['new']
+    assert world['old']['nexus.db'] != world['new']['nexus.db']
+    return world
+
+
+def restore_args(world, data_dir):
+    return {'src': world['src'], 'backup_password': BACKUP_PASSWORD, 'data_dir': str(data_dir),
+            'key_password': NEW_KEY_PASSWORD, 'pre_restore_backup': True,
+            # Nothing listens there: the "is a server running?" probe says stopped.
+            'health_url': 'http://127.0.0.1:%d/health' % free_port()}
+
+
+def read_journal(data_dir):
+    path = os.path.join(str(data_dir), _swap.JOURNAL_NAME)
+    if not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def which_state(world, data_dir):
+    got = datadirs.state(data_dir)
+    return 'old' if got == world['old'] else 'new' if got == world['new'] else 'MIXED: %r' % sorted(got)
+
+
+def calibrate(world):
+    data_dir = world['base'] / 'calibration' / 'nexus'
+    shutil.copytree(str(world['template']), str(data_dir))
+    res = killpoints.spawn('nexus_restore', restore_args(world, data_dir), world['base'] / 'calibration' / 'child',
+                           record=True)
+    assert res.returncode == 0 and res.module_result()['changed'], res.stderr[-3000:]
+    assert which_state(world, data_dir) == 'new'
+    return res.record
+
+
+def check_after_kill(world, data_dir, by_module):
+    """The state right after the kill (and after the journal recovery, when one is due)."""
+    journal = read_journal(data_dir)
+    if journal is None:
+        found = which_state(world, data_dir)
+        assert found in ('old', 'new'), found
+        return 'no journal: ' + found
+    if journal['state'] == _swap.COMMITTED:
+        assert which_state(world, data_dir) == 'new'
+        return 'committed: new'
+    assert journal['state'] == _swap.SWAPPING
+    if by_module:
+        return 'swapping: left to the module'
+    assert _swap.recover(_swap.Layout(str(data_dir))) == 'rolled_back'
+    assert which_state(world, data_dir) == 'old'
+    return 'swapping: rolled back to old'
+
+
+def check_finished(world, data_dir):
+    """The new state complete, the old one complete in one pre-restore copy, nothing else left."""
+    assert which_state(world, data_dir) == 'new'
+    names = sorted(os.listdir(str(data_dir)))
+    pre = [n for n in names if n.startswith(_restore.PRE_RESTORE_PREFIX)]
+    assert len(pre) == 1 and sorted(set(names) - set(pre)) == ['data', 'nexus.db'], names
+    assert os.listdir(os.path.join(str(data_dir), 'data')) == ['keys']
+    assert datadirs.state(os.path.join(str(data_dir), pre[0])) == world['old']
+    assert not datadirs.restore_leftovers(data_dir, os.path.dirname(str(data_dir)))
+
+
+def test_restore_survives_sigkill_in_every_phase(world):
+    record = calibrate(world)
+    points = killpoints.choose_kill_points(record['phases'], record['labels'], PHASES, KILLS_PER_PHASE)
+    assert len(points) >= 30, points
+    survived = []
+    outcomes = collections.Counter()
+    for n, index in enumerate(points):
+        run_dir = world['base'] / ('kill-%03d' % index)
+        data_dir = run_dir / 'nexus'
+        shutil.copytree(str(world['template']), str(data_dir))
+        args = restore_args(world, data_dir)
+        res = killpoints.spawn('nexus_restore', args, run_dir / 'child', kill_at=index)
+        assert res.killed, 'event %d: the child was not killed (rc=%s)\n%s' % (index, res.returncode,
+                                                                             res.stderr[-3000:])
+        by_module = n % MODULE_SAMPLE_EVERY == 0
+        outcome = check_after_kill(world, data_dir, by_module)
+        outcomes[outcome] += 1
+        if by_module:
+            out = run_module('nexus.secrets.nexus_restore', args)
+            assert not out.get('failed'), out
+        else:
+            _restore.restore(args['src'], BACKUP_PASSWORD, _swap.Layout(str(data_dir)),
+                             key_password=NEW_KEY_PASSWORD, keep_pre_restore=True)
+        check_finished(world, data_dir)
+        survived.append((res.report['phase'], res.report['label'], by_module))
+    phases = collections.Counter(phase for phase, _label, _mod in survived)
+    swap_steps = sorted({label for _p, label, _m in survived if label and label.startswith('checkpoint')})
+    print('\nRESTORE CRASH: %d kills survived (%d recovered by the real module); events in one run: %d'
+          % (len(survived), sum(1 for s in survived if s[2]), len(record['phases'])))
+    print('RESTORE CRASH: kills per phase: %s' % dict(sorted(phases.items())))
+    print('RESTORE CRASH: states after kill: %s' % dict(sorted(outcomes.items())))
+    print('RESTORE CRASH: swap steps hit: %s' % ', '.join(swap_steps))
+    assert set(phases) == set(PHASES), phases
+    # The restored copy is a working NEXUS data dir: the reference server serves the backup's secrets.
+    server = NexusServer(world['base'] / ('kill-%03d' % points[-1]) / 'nexus', key_password=NEW_KEY_PASSWORD)
+    server.start()
+    try:
+        client = server.client()
+        for path, value in sorted(world['new_values'].items())[:3]:
+            resp = client.get(path)
+            assert resp.status_code == 200 and resp.json()['value'] == value, resp.text
+    finally:
+        server.stop()
