@@ -20,11 +20,12 @@ KEY_LEN = 32
 # First cryptography release with a usable Argon2id KDF.
 CRYPTOGRAPHY_ARGON2_MIN_VERSION = (44, 0)
 
+# The cipher names below are re-exported: the rest of the collection imports them from here.
 try:
     import cryptography
-    from cryptography.exceptions import InvalidTag  # noqa: F401 (re-exported)
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: F401 (re-exported)
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: F401 (re-exported)
+    from cryptography.exceptions import InvalidTag  # noqa: F401  # pylint: disable=unused-import
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: F401  # pylint: disable=unused-import
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: F401  # pylint: disable=unused-import
 except ImportError:
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()

@@ -10,7 +10,7 @@ module: nexus_backup
 short_description: Take a consistent, encrypted NEXUS backup in nexusctl's format
 version_added: 0.1.0
 author:
-  - nexus.secrets maintainers
+  - nexus.secrets maintainers (!UNKNOWN)
 description:
   - Writes C(<dest>/nexus-backup-YYYY-MM-DD-HHMMSS.tar.gz.enc), byte-compatible with
     C(nexusctl backup create) (so C(nexusctl backup restore) and M(nexus.secrets.nexus_restore) both
