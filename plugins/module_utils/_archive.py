@@ -48,6 +48,11 @@ MAX_MEMBERS = 64
 MAX_MEMBER_BYTES = {DB_NAME: MAX_DB_BYTES, 'key': MAX_KEY_BYTES}
 # Decompressed bytes a reader accepts by default: every member at its bound plus tar overhead.
 MAX_TOTAL_BYTES = MAX_DB_BYTES + MAX_MEMBERS * (MAX_KEY_BYTES + 2 * BLOCK) + 64 * BLOCK
+# Gzip bomb guard: a NEXUS database is mostly ciphertext and barely compresses, while deflate can
+# expand ~1000:1. Past BOMB_MIN_BYTES, a stream expanding more than BOMB_RATIO times is refused
+# before it fills the staging filesystem (the size bounds alone allow 64 GiB of zeros).
+BOMB_MIN_BYTES = 64 * 1024 ** 2
+BOMB_RATIO = 100
 
 
 class ArchiveError(Exception):
@@ -233,6 +238,7 @@ class _GunzipReader(object):
         self._out = b''              # decompressed bytes not yet returned, from self._pos on
         self._pos = 0
         self.total = 0
+        self.compressed = 0          # bytes read from the source so far
 
     def _new_member(self):
         head = self._pending
@@ -240,6 +246,7 @@ class _GunzipReader(object):
             more = self._src.read(CHUNK_SIZE)
             if not more:
                 self._source_done = True
+            self.compressed += len(more)
             head += more
         self._pending = head
         if not head:
@@ -283,6 +290,7 @@ class _GunzipReader(object):
                 if not data:
                     self._source_done = True
                     continue
+                self.compressed += len(data)
             try:
                 out = self._decompressor.decompress(data, CHUNK_SIZE)
             except ZLIB.error as exc:
@@ -293,6 +301,9 @@ class _GunzipReader(object):
                 if self.total > self._max:
                     raise ArchiveError('the backup expands to more than %d bytes (decompression bomb?)'
                                        % self._max)
+                if self.total > BOMB_MIN_BYTES and self.total > BOMB_RATIO * self.compressed:
+                    raise ArchiveError('the backup expands more than %d times (%d bytes from %d): a decompression '
+                                       'bomb, not NEXUS data' % (BOMB_RATIO, self.total, self.compressed))
                 return out
 
     def drain(self):
