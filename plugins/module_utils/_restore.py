@@ -214,6 +214,9 @@ def restore(src, backup_password, layout, key_password=None, keep_pre_restore=Tr
                 result['recovered'] = _swap.recover(layout)
             except _swap.SwapError as exc:
                 raise RestoreFailed(str(exc))
+            if result['recovered']:
+                result['warnings'].append('an interrupted earlier restore was found and %s first'
+                                          % result['recovered'].replace('_', ' '))
             remove_leftovers(staging_parent)
         _check_same_filesystem(layout, staging_parent)
         try:

@@ -39,8 +39,8 @@ options:
     required: true
   pattern:
     description:
-      - Shell-style pattern of the backup file names in a directory (sidecars C(*.sha256) are never
-        listed).
+      - Shell-style pattern of the backup file names in a directory. Sidecars (C(*.sha256)) and
+        symbolic links are never listed.
     type: str
     default: nexus-backup-*.tar.gz.enc
   backup_password:
