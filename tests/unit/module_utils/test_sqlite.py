@@ -220,3 +220,36 @@ def test_snapshot_memory_is_bounded(tmp_path):
     grown_kib, size = (int(x) for x in proc.stdout.split())
     assert size > 200 * 1024 * 1024
     assert grown_kib < 48 * 1024, 'peak RSS grew by %d KiB for a 200 MiB snapshot' % grown_kib
+
+
+def test_nexusctl_fixture_database(tmp_path):
+    """The fixture made by nexusctl: intact, 12 live secrets, values that decrypt with its keyring."""
+    import json
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from ansible_collections.nexus.secrets.plugins.module_utils._archive import extract_archive
+    from ansible_collections.nexus.secrets.plugins.module_utils._crypto import derive_key
+    from ansible_collections.nexus.secrets.plugins.module_utils._envelope import EnvelopeReader
+    from tests.unit.module_utils._fixtures import (
+        BACKUP_PASSWORD, KEYRING_PASSWORD, LIVE_SECRETS, NEXUSCTL_BACKUP, fixture_path)
+
+    with open(NEXUSCTL_BACKUP, 'rb') as src:
+        extract_archive(EnvelopeReader(src, BACKUP_PASSWORD), str(tmp_path))
+    db = str(tmp_path / 'nexus.db')
+    assert integrity_check(db) is None
+    assert count_live_secrets(db) == LIVE_SECRETS
+    with open(fixture_path('expected-secrets.json')) as fh:
+        expected = json.load(fh)
+    master_blob = bytes.fromhex((tmp_path / 'data' / 'keys' / 'master.key').read_text())
+    master = AESGCM(derive_key(KEYRING_PASSWORD, master_blob[:16])).decrypt(master_blob[16:28], master_blob[28:],
+                                                                               None)
+    conn = sqlite3.connect('file:%s?mode=ro&immutable=1' % db, uri=True)
+    rows = dict(conn.execute('SELECT path, value FROM secrets WHERE deleted_at IS NULL').fetchall())
+    deleted = {row[0] for row in conn.execute('SELECT path FROM secrets WHERE deleted_at IS NOT NULL')}
+    conn.close()
+    assert sorted(rows) == sorted(s['path'] for s in expected['live_secrets'])
+    assert set(expected['soft_deleted_paths']) <= deleted
+    for secret in expected['live_secrets']:
+        blob = rows[secret['path']]
+        assert AESGCM(master).decrypt(blob[:12], blob[12:], None).decode() == secret['value']
