@@ -224,14 +224,17 @@ def restore(src, backup_password, layout, key_password=None, keep_pre_restore=Tr
         except OSError as exc:
             raise RestoreFailed('cannot create a private staging directory in %s: %s'
                                 % (staging_parent, exc.strerror or exc))
+        keep_staging = False
         try:
             out = _stage_and_swap(src, backup_password, layout, staging, key_password, keep_pre_restore,
                                   owner_ids, check_mode, want_diff, now, max_total_bytes)
             result['warnings'].extend(out.pop('warnings', []))
             result.update(out)
+        except _swap.RollbackFailed:
+            keep_staging = True  # the journal still needs the staged files to finish the rollback
+            raise
         finally:
-            # After a failed rollback the journal still needs the staged files; otherwise they go.
-            if not os.path.lexists(layout.journal_path):
+            if not keep_staging:
                 remove_tree(staging)
     finally:
         os.close(lock_fd)

@@ -144,8 +144,6 @@ def _unpack(src, password, tree, max_total_bytes):
             except _envelope.EnvelopeError as tag_exc:
                 raise BackupInvalid('cannot decrypt the backup %s: %s' % (src, tag_exc))
             raise BackupInvalid('the backup %s decrypted, but its archive is unusable: %s' % (src, exc))
-        except (IOError, OSError) as exc:
-            raise BackupInvalid('cannot read the backup %s: %s' % (src, exc.strerror or exc))
 
 
 def _check_source(src):

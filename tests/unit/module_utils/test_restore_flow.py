@@ -319,3 +319,38 @@ def test_one_restore_at_a_time(world):
         assert_refused(world, 'another restore is running')
     finally:
         os.close(fd)
+
+
+def test_check_mode_with_a_pending_journal_leaves_no_staging(world):
+    """Check mode must not recover (that changes files) nor leak its own staging dir."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child dies half-way through the swap
+        def die(name):
+            if name == 'install nexus.db':
+                os._exit(86)
+        _swap.checkpoint = die
+        try:
+            _restore.restore(world['backup'], PASSWORD, world['layout'])
+        finally:
+            os._exit(1)
+    assert os.WEXITSTATUS(os.waitpid(pid, 0)[1]) == 86
+    before = b.snapshot(world['live'])
+    result = _restore.restore(world['backup'], PASSWORD, world['layout'], check_mode=True)
+    assert any('interrupted restore' in w for w in result['warnings'])
+    assert b.snapshot(world['live']) == before
+    assert _restore.restore(world['backup'], PASSWORD, world['layout'])['recovered'] == 'rolled_back'
+    assert b.leftovers(world['live']) == []
+
+
+def test_disk_full_while_staging_is_reported_as_such(world, monkeypatch):
+    from ansible_collections.nexus.secrets.plugins.module_utils import _archive
+
+    real = _archive._extract_file
+
+    def full(*args):
+        real(*args)
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(_archive, '_extract_file', full)
+    msg = assert_refused(world, 'cannot stage the backup')
+    assert 'No space left on device' in msg and 'nothing was changed' in msg
