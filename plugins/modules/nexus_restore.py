@@ -17,9 +17,11 @@ description:
   - Nothing live is touched until the whole backup is proven. The file is decrypted and unpacked in
     one stream into a private C(0700) staging directory on the data directory's filesystem
     (C(<data_dir>/.nexus-restore-*)); only after the AES-GCM tag verified are the members checked
-    (C(nexus.db) and the four key files present, nothing else), the database passes
-    C(PRAGMA integrity_check) and has NEXUS's tables, and, with O(key_password), the backup's
-    keyring unlocks with that password.
+    (C(nexus.db) and the four key files present, no member outside nexusctl's layout, no link or
+    device), the database passes C(PRAGMA integrity_check) and has NEXUS's tables, and, with
+    O(key_password), the backup's keyring unlocks with that password.
+  - The staging directory needs free space for the unpacked backup on the data directory's
+    filesystem.
   - Then the current C(nexus.db), any C(nexus.db-wal), C(nexus.db-shm) or C(nexus.db-journal) and the
     whole keys directory are moved into a pre-restore directory and the staged files renamed into
     place. A stale WAL is therefore never replayed over the restored database (nexusctl's restore
