@@ -179,7 +179,9 @@ pruned:
   sample: [/var/backups/nexus/nexus-backup-2025-11-01-001500.tar.gz.enc]
 '''
 
+import grp
 import os
+import pwd
 import time
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
@@ -231,6 +233,17 @@ def retention_rules(module):
     return rules
 
 
+def check_owner(module):
+    """Fail before writing anything when owner or group does not exist on this host."""
+    for option, lookup in (('owner', pwd.getpwnam), ('group', grp.getgrnam)):
+        value = module.params[option]
+        if value and not value.isdigit():
+            try:
+                lookup(value)
+            except KeyError:
+                module.fail_json(msg='%s %r does not exist on this host' % (option, value))
+
+
 def plan_prune(dest, new_path, rules):
     """Backups retention would remove once ``new_path`` exists (never ``new_path`` itself)."""
     if not any(rules.values()) or not os.path.isdir(dest):
@@ -256,6 +269,7 @@ def main():
     dest = params['dest']
     mode = octal_mode(module, params['mode'])
     rules = retention_rules(module)
+    check_owner(module)
     if not params['backup_password']:
         module.fail_json(msg='backup_password must not be empty (or set NEXUS_BACKUP_PASSWORD)')
     try:

@@ -184,6 +184,8 @@ def test_retention_never_prunes_the_new_backup(nexus_server, tmp_path):
     ({'backup_password': ''}, 'backup_password must not be empty'),
     ({'backup_password': None}, 'missing required arguments: backup_password'),
     ({'unknown_option': 1}, 'Unsupported parameters'),
+    ({'owner': 'no-such-user-nexus'}, "owner 'no-such-user-nexus' does not exist"),
+    ({'group': 'no-such-group-nexus'}, "group 'no-such-group-nexus' does not exist"),
 ])
 def test_bad_input_changes_nothing(nexus_server, tmp_path, args, message):
     (tmp_path / 'a-file').write_text('x')
