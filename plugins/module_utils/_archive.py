@@ -45,6 +45,7 @@ KEY_NAME_RE = re.compile(r'^data/keys/[A-Za-z0-9_][A-Za-z0-9_.-]{0,80}\.key$')
 MAX_DB_BYTES = 64 * 1024 ** 3
 MAX_KEY_BYTES = 1024 ** 2
 MAX_MEMBERS = 64
+# Upper bound per member kind: the database, and each data/keys/*.key file.
 MAX_MEMBER_BYTES = {DB_NAME: MAX_DB_BYTES, 'key': MAX_KEY_BYTES}
 # Decompressed bytes a reader accepts by default: every member at its bound plus tar overhead.
 MAX_TOTAL_BYTES = MAX_DB_BYTES + MAX_MEMBERS * (MAX_KEY_BYTES + 2 * BLOCK) + 64 * BLOCK
@@ -330,11 +331,11 @@ def _member_kind(info):
     if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
         raise ArchiveError('member %r has an unsupported type %r' % (name, info.type))
     if name == DB_NAME:
-        expected, bound = 'file', MAX_DB_BYTES
+        expected, bound = 'file', MAX_MEMBER_BYTES[DB_NAME]
     elif name == KEYS_DIR_NAME:
         expected, bound = 'dir', 0
     elif KEY_NAME_RE.match(name):
-        expected, bound = 'file', MAX_KEY_BYTES
+        expected, bound = 'file', MAX_MEMBER_BYTES['key']
     else:
         raise ArchiveError('unexpected member %r (a nexusctl backup holds only nexus.db, data/keys '
                            'and data/keys/*.key)' % name)

@@ -196,7 +196,7 @@ MALICIOUS = {
     'parent dir member': ([member('data', kind=tarfile.DIRTYPE)], 'unexpected member'),
     'db as directory': ([member('nexus.db', kind=tarfile.DIRTYPE)], 'should be a file'),
     'keys dir as file': ([member('data/keys', b'x')], 'should be a dir'),
-    'oversize key': ([member('data/keys/master.key', b'\0' * (_archive.MAX_KEY_BYTES + 1))], 'too large'),
+    'oversize key': ([member('data/keys/master.key', b'\0' * (_archive.MAX_MEMBER_BYTES['key'] + 1))], 'too large'),
 }
 
 
@@ -212,7 +212,7 @@ def test_malicious_members_are_rejected(kind, tmp_path, staging):
 
 
 def test_oversize_database_is_rejected_from_its_header(staging, monkeypatch):
-    monkeypatch.setattr(_archive, 'MAX_DB_BYTES', 4096)
+    monkeypatch.setitem(_archive.MAX_MEMBER_BYTES, 'nexus.db', 4096)
     with pytest.raises(ArchiveError, match='too large'):
         extract_archive(io.BytesIO(build([member('nexus.db', b'\0' * 5000)])), str(staging))
 
