@@ -330,3 +330,19 @@ def test_gzip_writer_empty_and_tiny():
         writer.write(data)
         writer.close()
         assert gzip.decompress(out.getvalue()) == data
+
+
+def test_bomb_is_refused_by_its_expansion_ratio_long_before_the_size_bounds(staging, monkeypatch):
+    """A member of zeros within every size bound still cannot fill staging: >100x expansion stops it."""
+    monkeypatch.setattr(_archive, 'BOMB_MIN_BYTES', 2 * 1024 * 1024)
+    bomb = build([member('nexus.db', b'\0' * (16 * 1024 * 1024))])
+    with pytest.raises(ArchiveError, match='expands more than 100 times'):
+        extract_archive(io.BytesIO(bomb), str(staging))
+    assert os.path.getsize(str(staging / 'nexus.db')) < 8 * 1024 * 1024
+
+
+def test_incompressible_data_is_never_taken_for_a_bomb(data_dir, staging, monkeypatch):
+    monkeypatch.setattr(_archive, 'BOMB_MIN_BYTES', 1024)
+    out = io.BytesIO()
+    write_archive(out, str(data_dir / 'nexus.db'), str(data_dir / 'data' / 'keys'))
+    assert len(extract_archive(io.BytesIO(out.getvalue()), str(staging))) == 6
