@@ -1,6 +1,6 @@
 """Export and import of 10,000 secrets against a reference server (sqlite): workers=1 versus the default.
 
-    .venv/bin/python benchmarks/export_import.py [--secrets N] [--latency-ms MS]
+    .venv/bin/python benchmarks/export_import.py [--secrets N] [--latency-ms MS] [--storage memory]
 
 Runs the real modules through ansible-playbook (tests/helpers/ansible.py), so every figure includes
 the fixed cost of one ansible-playbook run; that cost is measured too (an export matching nothing)
@@ -48,21 +48,22 @@ def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--secrets', type=int, default=10000)
     parser.add_argument('--latency-ms', type=float, default=0)
+    parser.add_argument('--storage', choices=('sqlite', 'memory'), default='sqlite')
     opts = parser.parse_args(argv)
     faults = {'latency_ms': opts.latency_ms} if opts.latency_ms else None
     with tempfile.TemporaryDirectory(prefix='nexus-bench-') as tmp:
         servers = []
         try:
             def server(name):
-                started = NexusServer(os.path.join(tmp, name), storage='sqlite', faults=faults).start()
+                started = NexusServer(os.path.join(tmp, name), storage=opts.storage, faults=faults).start()
                 servers.append(started)
                 return started
 
             source = server('source')
             start = time.monotonic()
             seed(source, opts.secrets)
-            print('seeded %d secrets in %.1f s (sqlite, latency %s ms)'
-                  % (opts.secrets, time.monotonic() - start, opts.latency_ms))
+            print('seeded %d secrets in %.1f s (%s, latency %s ms)'
+                  % (opts.secrets, time.monotonic() - start, opts.storage, opts.latency_ms))
             conn = dict(url=source.url, token=source.token())
             overhead, _ = timed('nexus.secrets.nexus_export',
                                 dict(conn, dest=os.path.join(tmp, 'none.json'), prefix='no-such-prefix/'))
