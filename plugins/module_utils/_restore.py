@@ -244,8 +244,11 @@ def restore(src, backup_password, layout, key_password=None, keep_pre_restore=Tr
 def _stage_and_swap(src, backup_password, layout, staging, key_password, keep_pre_restore, owner_ids,
                     check_mode, want_diff, now, max_total_bytes):
     try:
-        staged = _verify.stage_backup(src, backup_password, staging, key_password=key_password,
-                                      max_total_bytes=max_total_bytes)
+        if os.path.isdir(src):
+            staged = _verify.stage_working_dir(src, staging, key_password=key_password)
+        else:
+            staged = _verify.stage_backup(src, backup_password, staging, key_password=key_password,
+                                          max_total_bytes=max_total_bytes)
         prepare_staged(staged, owner_ids)
     except _verify.BackupInvalid as exc:
         raise RestoreFailed('%s; nothing was changed' % exc)

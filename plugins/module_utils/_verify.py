@@ -10,6 +10,9 @@ GCM tag at the end of the stream has verified; only then is it checked: ``nexus.
 complete keyring present, SQLite ``integrity_check``, NEXUS's tables, and - given ``key_password`` -
 the keyring unlocks with it.
 
+A NEXUS working directory (such as a pre-restore copy) can be staged the same way
+(``_workdir_source``) and goes through the same checks.
+
 A backup must carry the complete keyring: a database restored without its keys cannot be read,
 and the server replaces a missing or partial keyring with new keys (CONTRACT §1).
 Private to this collection.
@@ -24,7 +27,9 @@ import stat
 
 from urllib.parse import quote
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _archive, _envelope, _keyring, _sqlite
+from ansible_collections.nexus.secrets.plugins.module_utils import (
+    _archive, _envelope, _keyring, _sqlite, _workdir_source,
+)
 
 DB_NAME = 'nexus.db'
 KEYS_NAME = 'data/keys'
@@ -174,8 +179,7 @@ def stage_backup(src, backup_password, staging_dir, key_password=None, max_total
     """Decrypt ``src`` into ``staging_dir`` (an empty private dir), unpack and validate it.
 
     Returns a StagedBackup; raises BackupInvalid (KeyringMismatch for a key password that does not
-    unlock the keyring; an empty one means NEXUS's default, as for the server). The caller owns
-    ``staging_dir`` and removes it.
+    unlock the keyring). The caller owns ``staging_dir`` and removes it.
     """
     _check_source(src)
     tree = os.path.join(staging_dir, TREE_NAME)
@@ -184,7 +188,21 @@ def stage_backup(src, backup_password, staging_dir, key_password=None, max_total
     # before _unpack returns, i.e. before the GCM tag verified.
     members = [{'name': m['name'], 'size': m['size'], 'type': m['type'], 'mode': '%04o' % m['mode']}
                for m in _unpack(src, backup_password, tree, max_total_bytes)]
-    staged = StagedBackup(staging_dir, members)
+    return _validate(StagedBackup(staging_dir, members), key_password)
+
+
+def stage_working_dir(src_dir, staging_dir, key_password=None):
+    """Like stage_backup, for a NEXUS working directory (a pre-restore copy): copied, WAL folded in."""
+    tree = os.path.join(staging_dir, TREE_NAME)
+    os.mkdir(tree, 0o700)
+    try:
+        members = _workdir_source.copy_working_dir(src_dir, tree)
+    except _workdir_source.SourceError as exc:
+        raise BackupInvalid(str(exc))
+    return _validate(StagedBackup(staging_dir, members), key_password)
+
+
+def _validate(staged, key_password):
     _check_members(staged)
     try:
         problem = _sqlite.integrity_check(staged.db_path)

@@ -53,6 +53,11 @@ options:
   src:
     description:
       - The encrypted backup file on the managed host.
+      - Or a directory laid out like a NEXUS working directory (C(nexus.db), maybe its C(nexus.db-wal),
+        and C(data/keys)), such as the RV(pre_restore_path) of an earlier restore, to roll back to it.
+        The directory is copied, not moved, so it stays a restorable state; its WAL is checkpointed
+        into the copy, and the copy goes through the same checks as a backup. O(backup_password) is
+        not needed then.
     type: path
     required: true
   key_password:
@@ -101,9 +106,10 @@ notes:
     of it is an error. O(db_path) and the keys directory must be on the same filesystem as O(data_dir).
   - A backup without C(nexus.db), without the complete keyring (C(master.key), C(signing.key),
     C(verify.key), C(age.key)) or whose database holds no tables (a hot nexusctl backup) is refused.
-  - "To roll back by hand: stop NEXUS, move C(nexus.db) and C(data/keys) out of O(data_dir), move
-    C(nexus.db*) and C(data/keys) from the pre-restore directory back, start NEXUS with the old key
-    password. The pre-restore directory is itself a NEXUS working directory: a server started in it
+  - "To roll back: run this module with O(src) set to the pre-restore directory (see the examples).
+    By hand: stop NEXUS, move C(nexus.db) and C(data/keys) out of O(data_dir), move C(nexus.db*) and
+    C(data/keys) from the pre-restore directory back, start NEXUS with the old key password. The
+    pre-restore directory is itself a NEXUS working directory: a server started in it
     (C(-db <it>/nexus.db)) with the old key password serves the previous state."
   - Only one restore runs per data directory at a time (a lock on the directory).
   - Prefer the password options (from Ansible Vault) over E(NEXUS_BACKUP_PASSWORD)/E(NEXUS_KEY_PASSWORD)
@@ -132,6 +138,13 @@ EXAMPLES = r'''
     NEXUS_BACKUP_PASSWORD: "{{ vault_nexus_backup_password }}"
     NEXUS_KEY_PASSWORD: "{{ vault_nexus_key_password }}"
 
+- name: Roll back to the state an earlier restore replaced
+  nexus.secrets.nexus_restore:
+    src: "{{ restored.pre_restore_path }}"
+    key_password: "{{ vault_nexus_old_key_password }}"
+    owner: nexus
+    group: nexus
+
 - name: Dry run with the file list
   nexus.secrets.nexus_restore:
     src: /var/backups/nexus/nexus-backup-2025-12-04-001500.tar.gz.enc
@@ -142,7 +155,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 members:
-  description: The members of the backup archive.
+  description: The members of the backup archive (for a directory O(src), the files taken from it).
   returned: when the backup could be read
   type: list
   elements: dict
@@ -201,6 +214,7 @@ duration:
   sample: 1.42
 '''
 
+import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -242,7 +256,7 @@ def main():
     if missing:
         module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     params = module.params
-    if not params['backup_password']:
+    if not params['backup_password'] and not os.path.isdir(params['src']):
         module.fail_json(msg='backup_password is required (or set NEXUS_BACKUP_PASSWORD)')
     if not params['force']:
         state, detail = _health.probe(params['health_url'])

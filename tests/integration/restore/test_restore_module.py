@@ -223,3 +223,21 @@ def test_missing_backup_password_is_a_clear_error(ansible_module, tmp_path):
     del args['backup_password']
     out = ansible_module(MODULE, args)
     assert out['failed'] and 'backup_password is required' in out['msg']
+
+
+def test_roll_back_to_the_pre_restore_directory(ansible_module, nexus_server_factory, tmp_path):
+    data_dir = tmp_path / 'nexus'
+    old = nexus_server_factory(workdir=data_dir, key_password='old-keyring-password')
+    client = old.client()
+    for i in range(4):
+        assert client.create('old/secret-%d' % i, 'old-value-%d' % i).status_code == 201
+    old.kill()  # its last commits are only in the WAL
+    restored = ansible_module(MODULE, restore_args(data_dir))
+    assert restored['changed'] and restored['removed']
+    back = ansible_module(MODULE, {'src': restored['pre_restore_path'], 'data_dir': str(data_dir),
+                                   'key_password': 'old-keyring-password', 'health_url': stopped_health_url()})
+    assert back.get('failed') is not True, back.get('msg')
+    assert back['changed'] and back['secrets'] == 4 and back['keyring_verified'] is True
+    old.start()
+    total, values = served_secrets(old)
+    assert total == 4 and values == {'old/secret-%d' % i: 'old-value-%d' % i for i in range(4)}

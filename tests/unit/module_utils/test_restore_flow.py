@@ -354,3 +354,51 @@ def test_disk_full_while_staging_is_reported_as_such(world, monkeypatch):
     monkeypatch.setattr(_archive, '_extract_file', full)
     msg = assert_refused(world, 'cannot stage the backup')
     assert 'No space left on device' in msg and 'nothing was changed' in msg
+
+
+def _commit_into_wal_and_die(db_path, count):
+    """Like a kill -9'd server: rows committed to the WAL, never checkpointed."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        conn = sqlite3.connect(str(db_path), isolation_level=None)
+        conn.execute('PRAGMA wal_autocheckpoint=0')
+        for i in range(count):
+            conn.execute("INSERT INTO secrets (id, path, value, created_at, created_by, updated_at, updated_by) "
+                         "VALUES (?, ?, x'00', 'now', 'admin-001', 'now', 'admin-001')",
+                         ('wal-%d' % i, 'old/wal-%d' % i))
+        os._exit(0)
+    assert os.WEXITSTATUS(os.waitpid(pid, 0)[1]) == 0
+
+
+def test_roll_back_to_the_pre_restore_directory(world):
+    live = world['live']
+    (live / 'nexus.db-wal').unlink()
+    (live / 'nexus.db-shm').unlink()
+    _commit_into_wal_and_die(live / 'nexus.db', 3)
+    assert (live / 'nexus.db-wal').stat().st_size > 0
+    first = _restore.restore(world['backup'], PASSWORD, world['layout'])
+    pre = first['pre_restore_path']
+    pre_before = b.snapshot(pre)
+
+    back = _restore.restore(pre, None, world['layout'], key_password='old-key-password')
+    assert back['changed'] and back['keyring_verified'] and back['secrets'] == 5
+    expected = ['old/secret-000', 'old/secret-001', 'old/wal-0', 'old/wal-1', 'old/wal-2']
+    assert live_paths(live / 'nexus.db') == expected  # the WAL's rows are in the restored file
+    assert not (live / 'nexus.db-wal').exists()
+    assert sorted(os.listdir(live / 'data' / 'keys')) == sorted(list(b.KEY_FILES) + ['extra.key'])
+    assert b.snapshot(pre) == pre_before  # the source stays a restorable state
+    assert _restore.restore(pre, None, world['layout'])['changed'] is False
+    # The rollback itself kept what it replaced (the restored backup).
+    assert live_paths(os.path.join(back['pre_restore_path'], 'nexus.db')) == ['new/secret-%03d' % i
+                                                                             for i in range(5)]
+
+
+def test_directory_source_without_keyring_or_db_is_refused(world, tmp_path):
+    empty = tmp_path / 'not-a-workdir'
+    empty.mkdir()
+    assert_refused(world, 'holds no nexus.db', src=str(empty))
+    b.make_db(empty / 'nexus.db')
+    assert_refused(world, 'no complete keyring', src=str(empty))
+    b.make_keyring(empty / 'data' / 'keys', 'x')
+    os.symlink('/etc/passwd', str(empty / 'data' / 'keys' / 'evil.key'))
+    assert_refused(world, 'not a regular file', src=str(empty))
