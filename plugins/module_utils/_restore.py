@@ -148,7 +148,7 @@ def _check_same_filesystem(layout, staging_parent):
 
 
 def _lock(path):
-    """An exclusive, non-blocking lock on a directory: one restore per data dir at a time."""
+    """An exclusive, non-blocking lock on a directory: one restore at a time under it."""
     fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -203,7 +203,8 @@ def restore(src, backup_password, layout, key_password=None, keep_pre_restore=Tr
     """Run the whole restore; return the result dict or raise RestoreFailed/_swap.RollbackFailed."""
     staging_parent = _staging_parent(layout)
     result = {'changed': False, 'recovered': None, 'pre_restore_path': None, 'removed': [], 'warnings': []}
-    lock_fd = _lock(staging_parent)
+    # The parent, not the data dir: a data dir that a run is about to create cannot be locked yet.
+    lock_fd = _lock(os.path.dirname(layout.data_dir))
     try:
         if check_mode:
             if os.path.lexists(layout.journal_path):

@@ -111,7 +111,8 @@ notes:
     C(data/keys) from the pre-restore directory back, start NEXUS with the old key password. The
     pre-restore directory is itself a NEXUS working directory: a server started in it
     (C(-db <it>/nexus.db)) with the old key password serves the previous state."
-  - Only one restore runs per data directory at a time (a lock on the directory).
+  - Only one restore runs at a time per parent directory of O(data_dir) (a lock on that directory, so
+    that a data directory being created is covered too).
   - Prefer the password options (from Ansible Vault) over E(NEXUS_BACKUP_PASSWORD)/E(NEXUS_KEY_PASSWORD)
     set with the task's C(environment) keyword; Ansible shows such variables in the command it logs
     at C(-vvv).

@@ -184,7 +184,10 @@ def test_key_password_that_does_not_unlock_the_backup_keyring(world):
 
 def test_source_missing_or_a_directory(world):
     assert_refused(world, 'cannot read the backup', src=str(world['tmp'] / 'nope.enc'))
-    assert_refused(world, 'not a regular file', src=str(world['tmp']))
+    fifo = world['tmp'] / 'backup.fifo'
+    os.mkfifo(str(fifo))
+    assert_refused(world, 'not a regular file', src=str(fifo))
+    assert_refused(world, 'holds no nexus.db', src=str(world['tmp'] / 'source' / 'data'))
 
 
 def test_owner_and_group_apply_to_restored_files(world):
@@ -313,7 +316,7 @@ def test_custom_db_path_and_keys_dir(world, tmp_path):
 
 
 def test_one_restore_at_a_time(world):
-    fd = os.open(str(world['live']), os.O_RDONLY)
+    fd = os.open(str(world['live'].parent), os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert_refused(world, 'another restore is running')
