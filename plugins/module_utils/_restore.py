@@ -218,7 +218,9 @@ def restore(src, backup_password, layout, key_password=None, keep_pre_restore=Tr
             if result['recovered']:
                 result['warnings'].append('an interrupted earlier restore was found and %s first'
                                           % result['recovered'].replace('_', ' '))
-            remove_leftovers(staging_parent)
+            # A crashed run staged in the data dir, or in its parent if the data dir did not exist yet.
+            for directory in sorted(set([staging_parent, os.path.dirname(layout.data_dir)])):
+                remove_leftovers(directory)
         _check_same_filesystem(layout, staging_parent)
         try:
             staging = make_private_dir(staging_parent, STAGING_PREFIX)

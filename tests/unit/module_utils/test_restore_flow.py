@@ -251,8 +251,9 @@ def test_leftover_staging_of_a_crashed_run_is_removed(world):
     (stale / 'tree').mkdir(parents=True)
     (stale / 'tree' / 'nexus.db').write_bytes(b'half-decrypted')
     (world['live'] / '..nexus-restore.journal.x1y2.tmp').write_bytes(b'{"half')
+    (world['tmp'] / '.nexus-restore-fresh1').mkdir()  # a crashed restore onto a then-missing data dir
     _restore.restore(world['backup'], PASSWORD, world['layout'])
-    assert b.leftovers(world['live']) == []
+    assert b.leftovers(world['live'], world['tmp']) == []
 
 
 @pytest.fixture
