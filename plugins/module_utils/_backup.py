@@ -11,6 +11,8 @@ final name unless it is complete. Private to this collection.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import os
 import stat
@@ -127,6 +129,46 @@ def check_sources(db_path, keys_dir):
                           'decrypted after a restore (is data_dir or keys_dir right?)' % keys_dir)
 
 
+def remove_stale_private_dirs(dest_dir):
+    """Remove the private dirs that killed backups (SIGKILL, power loss) left in ``dest_dir``.
+
+    Only call this holding ``dest_dir``'s exclusive lock (``_hold_dest``): then no backup is running.
+    """
+    removed = []
+    for name in os.listdir(dest_dir):
+        path = os.path.join(dest_dir, name)
+        if name.startswith(PRIVATE_PREFIX) and os.path.isdir(path) and not os.path.islink(path):
+            _fsutil.remove_tree(path)
+            removed.append(path)
+    return removed
+
+
+def _hold_dest(dest_dir):
+    """A shared lock on ``dest_dir`` for the whole backup: the fd, or None where flock is unsupported.
+
+    Every backup holds it shared while its private dir exists; one that gets it exclusively first
+    knows no backup is running and removes what killed ones left behind.
+    """
+    try:
+        fd = os.open(dest_dir, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            os.close(fd)
+            return None
+    else:
+        remove_stale_private_dirs(dest_dir)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def sidecar_line(sha256, name):
     """One ``sha256sum`` line (text mode: two spaces)."""
     return '%s  %s\n' % (sha256, name)
@@ -137,7 +179,8 @@ def create_backup(db_path, keys_dir, dest_dir, password, name=None, mode=0o600):
 
     Returns ``{'path', 'size', 'sha256', 'members', 'secrets'}``. ``keys_dir`` None archives the
     database alone. Any failure (a full disk included) leaves neither a partial file under the
-    final name nor temporary files, and raises BackupError.
+    final name nor temporary files, and raises BackupError; the temporary files of a backup that
+    was killed are removed by the next one.
     """
     name = validate_name(name or backup_name())
     check_sources(db_path, keys_dir)
@@ -145,18 +188,23 @@ def create_backup(db_path, keys_dir, dest_dir, password, name=None, mode=0o600):
     final_path = os.path.join(dest_dir, name)
     if os.path.isdir(final_path):
         raise BackupError('%s is a directory' % final_path)
+    lock_fd = _hold_dest(dest_dir)
     try:
-        private = _fsutil.make_private_dir(dest_dir, PRIVATE_PREFIX)
-    except OSError as exc:
-        raise BackupError('cannot write to dest %s: %s' % (dest_dir, exc.strerror or exc))
-    try:
-        return _create_in(private, db_path, keys_dir, dest_dir, final_path, password, mode)
-    except (OSError, IOError) as exc:
-        raise BackupError('backup to %s failed: %s' % (final_path, exc.strerror or exc))
-    except (DatabaseError, EnvelopeError, ArchiveError) as exc:
-        raise BackupError('backup to %s failed: %s' % (final_path, exc))
+        try:
+            private = _fsutil.make_private_dir(dest_dir, PRIVATE_PREFIX)
+        except OSError as exc:
+            raise BackupError('cannot write to dest %s: %s' % (dest_dir, exc.strerror or exc))
+        try:
+            return _create_in(private, db_path, keys_dir, dest_dir, final_path, password, mode)
+        except (OSError, IOError) as exc:
+            raise BackupError('backup to %s failed: %s' % (final_path, exc.strerror or exc))
+        except (DatabaseError, EnvelopeError, ArchiveError) as exc:
+            raise BackupError('backup to %s failed: %s' % (final_path, exc))
+        finally:
+            _fsutil.remove_tree(private)
     finally:
-        _fsutil.remove_tree(private)
+        if lock_fd is not None:
+            os.close(lock_fd)
 
 
 def _create_in(private, db_path, keys_dir, dest_dir, final_path, password, mode):
