@@ -249,9 +249,13 @@ def _create_in(private, db_path, keys_dir, dest_dir, final_path, password, mode)
 
 
 def remove_backup(path):
-    """Delete a backup and its sidecar; return the paths that were removed."""
+    """Delete a backup and its sidecar; return the paths that were removed.
+
+    The sidecar goes first: a run killed in between leaves a backup that the next retention prunes,
+    never a sidecar that no rule matches any more.
+    """
     removed = []
-    for victim in (path, path + SIDECAR_SUFFIX):
+    for victim in (path + SIDECAR_SUFFIX, path):
         try:
             os.unlink(victim)
         except FileNotFoundError:
