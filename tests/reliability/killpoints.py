@@ -18,6 +18,7 @@ Usage from tests: ``spawn(module, args, workdir, kill_at=None, record=False)``.
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import os
 import signal
@@ -94,21 +95,21 @@ class Profiler(object):
         self.record = record
         self.phases = []
         self.labels = {}
-        self.count = 0
+        self.counter = itertools.count()
         self.phase = 'start'
 
     def _event(self, label):
+        index = next(self.counter)  # atomic: one thread only gets the kill index
         if self.record:
             self.phases.append(self.phase)
             if label:
-                self.labels[self.count] = label
-        if self.count == self.kill_at:
+                self.labels[index] = label
+        if index == self.kill_at:
             fd = os.open(self.report, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.write(fd, json.dumps({'index': self.count, 'phase': self.phase, 'label': label}).encode())
+            os.write(fd, json.dumps({'index': index, 'phase': self.phase, 'label': label}).encode())
             os.fsync(fd)
             os.close(fd)
             os.kill(os.getpid(), signal.SIGKILL)
-        self.count += 1
 
     def __call__(self, frame, event, arg):
         module = self.files.get(frame.f_code.co_filename)
@@ -201,18 +202,19 @@ def spawn(module, args, workdir, kill_at=None, record=False, timeout=300):
     return ChildResult(proc, spec)
 
 
-def choose_kill_points(phases, labels, wanted, per_phase):
+def choose_kill_points(phases, labels, wanted, per_phase, prefer=('checkpoint',)):
     """Event indices to kill at: ``per_phase[p]`` spread evenly over each wanted phase's events.
 
-    Events with a label (a ``_swap.checkpoint`` or an ``os`` call: the moments right before the
-    data dir changes) are preferred in phases where they exist, so every swap step is hit.
+    Events whose label starts with one of ``prefer`` (a ``_swap.checkpoint``, or an ``os`` call such
+    as ``os.replace``: the moments right before a directory changes) are preferred where there are
+    enough of them, so every such step is hit, plus the first and last event of the phase.
     """
     chosen = []
     for phase in wanted:
         indices = [i for i, p in enumerate(phases) if p == phase]
         if not indices:
             raise AssertionError('phase %r never ran in the calibration pass' % phase)
-        labelled = [i for i in indices if str(i) in labels and labels[str(i)].startswith('checkpoint')]
+        labelled = [i for i in indices if labels.get(str(i), '').startswith(tuple(prefer))]
         pool = labelled if len(labelled) >= per_phase[phase] else indices
         picks = _spread(pool, per_phase[phase])
         if pool is labelled:
