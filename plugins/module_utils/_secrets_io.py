@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 
+from ansible_collections.nexus.secrets.plugins.module_utils._crypto import missing_dependency
 from ansible_collections.nexus.secrets.plugins.module_utils._envelope import (
     AUTH_FAILED_MSG,
     EnvelopeError,
@@ -24,6 +25,12 @@ from ansible_collections.nexus.secrets.plugins.module_utils._envelope import (
 _GO_ESCAPES = (('<', '\\u003c'), ('>', '\\u003e'), ('&', '\\u0026'),
                (u'\u2028', '\\u2028'), (u'\u2029', '\\u2029'))
 MAX_PROBLEMS = 10
+
+
+def encryption_missing_library(password):
+    """``(library, traceback)`` for ``missing_required_lib`` when ``password`` asks for the envelope but
+    the crypto libraries are absent, else None."""
+    return missing_dependency() if password else None
 
 
 class ExportFileError(Exception):

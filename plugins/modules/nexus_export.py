@@ -22,6 +22,9 @@ description:
     left untouched and the task reports no change.
   - Secrets the server lists but cannot return (paths its router cannot reach, see the notes, or
     secrets it fails to decrypt) are reported in RV(unreadable), never dropped silently.
+requirements:
+  - requests
+  - cryptography >= 44, or cryptography with argon2-cffi (only with O(export_password))
 extends_documentation_fragment:
   - nexus.secrets.connection
   - ansible.builtin.action_common_attributes
@@ -142,7 +145,7 @@ encrypted:
 import hashlib
 import os
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.nexus.secrets.plugins.module_utils._api import NexusApiError
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
@@ -157,6 +160,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils._secrets_io import (
     ExportFileError,
     build_export,
     decode_export,
+    encryption_missing_library,
     encode_export,
     path_diff,
     same_content,
@@ -257,6 +261,9 @@ def main():
     password = params['export_password'] or None
     if params['workers'] < 1:
         module.fail_json(msg='workers must be 1 or more (got %d)' % params['workers'])
+    missing = encryption_missing_library(password)
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     if os.path.isdir(dest):
         module.fail_json(msg='dest %s is a directory; give a file name' % dest)
     if not os.path.isdir(os.path.dirname(dest)):

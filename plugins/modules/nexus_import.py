@@ -25,6 +25,9 @@ description:
   - Creates and updates that fail with a connection error or an HTTP 500/502/503/504 answer are
     retried (up to O(retries) times) only after a GET shows they did not take effect, so a retry
     never duplicates a write.
+requirements:
+  - requests
+  - cryptography >= 44, or cryptography with argon2-cffi (only with O(export_password))
 extends_documentation_fragment:
   - nexus.secrets.connection
   - ansible.builtin.action_common_attributes
@@ -160,7 +163,7 @@ total:
   sample: 11
 '''
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.nexus.secrets.plugins.module_utils._api import NexusApiError
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
@@ -173,6 +176,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils._parallel import map
 from ansible_collections.nexus.secrets.plugins.module_utils._secrets_io import (
     ExportFileError,
     decode_export,
+    encryption_missing_library,
     summarize_problems,
     unreachable_reason,
     validate_export,
@@ -351,6 +355,9 @@ def main():
     prefix = params['prefix'] or ''
     if params['workers'] < 1:
         module.fail_json(msg='workers must be 1 or more (got %d)' % params['workers'])
+    missing = encryption_missing_library(params['export_password'])
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     secrets = [s for s in load_secrets(module, params['src'], params['export_password'] or None)
                if s['path'].startswith(prefix)]
 
