@@ -150,8 +150,9 @@ def child_main(spec_path):
     main_mod, files = _load_module_files(spec['module'])
     profiler = Profiler(PHASE_MAPS[spec['module']], PHASE_RANKS[spec['module']], files, kill_at=spec.get('kill_at'), report=spec['report'],
                         record=spec.get('record', False))
-    threading.setprofile(profiler)
-    sys.setprofile(profiler)
+    if profiler.record or profiler.kill_at is not None:  # a plain run is not slowed down by the profiler
+        threading.setprofile(profiler)
+        sys.setprofile(profiler)
     try:
         main_mod.main()
     finally:
