@@ -112,7 +112,8 @@ class NexusClient(object):
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, int(pool_size)))
         self.session.mount('http://', adapter)
         self.session.mount('https://', adapter)
-        self.session.verify = (ca_path or True) if validate_certs else False
+        # Passed with every request: requests lets REQUESTS_CA_BUNDLE override a session-level verify.
+        self._verify = (ca_path or True) if validate_certs else False
         self.session.headers['Accept'] = 'application/json'
         if token:
             self.session.headers['Authorization'] = 'Bearer ' + token
@@ -123,7 +124,7 @@ class NexusClient(object):
     def _send(self, method, endpoint, body=None, params=None):
         try:
             return self.session.request(method, self.url + endpoint, json=body, params=params,
-                                        timeout=self.timeout, allow_redirects=False)
+                                        timeout=self.timeout, allow_redirects=False, verify=self._verify)
         except requests.exceptions.SSLError as exc:
             raise NexusApiError('TLS error talking to %s: %s' % (self.url, _reason(exc)),
                                 method=method, endpoint=endpoint)
