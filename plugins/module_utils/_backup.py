@@ -29,6 +29,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils._sqlite import (
 
 PRIVATE_PREFIX = '.nexus-backup-'
 WRITE_BUFFER = 1024 * 1024
+FLUSH_EVERY = 64 * 1024 * 1024
 
 
 class BackupError(Exception):
@@ -38,8 +39,9 @@ class BackupError(Exception):
 class _HashingFile(object):
     """The write layer: every ciphertext byte goes to the file and into the sha256 once."""
 
-    def __init__(self, fileobj):
+    def __init__(self, fileobj, flusher=None):
         self._fh = fileobj
+        self._flusher = flusher
         self.sha256 = hashlib.sha256()
         self.size = 0
 
@@ -47,10 +49,57 @@ class _HashingFile(object):
         self._fh.write(data)
         self.sha256.update(data)
         self.size += len(data)
+        if self._flusher is not None:
+            self._flusher.wrote(len(data))
         return len(data)
 
     def flush(self):
         self._fh.flush()
+
+
+class _BackgroundFlush(object):
+    """Pushes a file being written to disk every ``FLUSH_EVERY`` bytes, from its own thread.
+
+    Without it the kernel keeps the whole backup in the page cache and the final fsync waits for
+    all of it (about 3 s per GiB on a 330 MB/s disk); with it, disk writes overlap compression and
+    encryption and the final fsync finds little left to do.
+    """
+
+    def __init__(self, fd):
+        self._fd = fd
+        self._unflushed = 0
+        self._wake = threading.Event()
+        self._stop = False
+        self._error = None
+        self._thread = threading.Thread(target=self._run, name='nexus-backup-flush')
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self):
+        sync = getattr(os, 'fdatasync', os.fsync)
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop:
+                return
+            try:
+                sync(self._fd)
+            except OSError as exc:  # reported by close(); the final fsync would fail the same way
+                self._error = exc
+                return
+
+    def wrote(self, size):
+        self._unflushed += size
+        if self._unflushed >= FLUSH_EVERY:
+            self._unflushed = 0
+            self._wake.set()
+
+    def close(self):
+        self._stop = True
+        self._wake.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class _Pipeline(object):
@@ -216,15 +265,19 @@ def _create_in(private, db_path, keys_dir, dest_dir, final_path, password, mode)
     temp_path = os.path.join(private, 'backup.tmp')
     fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, 'wb', WRITE_BUFFER) as raw:
-        sink = _HashingFile(raw)
-        envelope = EnvelopeWriter(sink, password)
-        pipeline = _Pipeline(envelope)
+        flusher = _BackgroundFlush(raw.fileno())
         try:
-            members = write_archive(pipeline, snapshot, keys_dir, db_mode=db_mode)
+            sink = _HashingFile(raw, flusher)
+            envelope = EnvelopeWriter(sink, password)
+            pipeline = _Pipeline(envelope)
+            try:
+                members = write_archive(pipeline, snapshot, keys_dir, db_mode=db_mode)
+            finally:
+                pipeline.close()  # also on errors: the worker must be gone before the file is removed
+            envelope.close()
+            raw.flush()
         finally:
-            pipeline.close()  # also on errors: the worker must be gone before the file is removed
-        envelope.close()
-        raw.flush()
+            flusher.close()
         os.fsync(raw.fileno())
     os.chmod(temp_path, mode)
     digest = sink.sha256.hexdigest()

@@ -96,3 +96,16 @@ def test_success_replaces_the_previous_file_atomically(live, dest):
     assert sorted(os.listdir(str(dest))) == [NAME, NAME + '.sha256']
     assert [m['name'] for m in read_backup(result['path'], PASSWORD)][0] == 'nexus.db'
     assert (dest / (NAME + '.sha256')).read_text() == '%s  %s\n' % (result['sha256'], NAME)
+
+
+def test_background_flush_error_fails_the_backup(live, dest, monkeypatch):
+    """An I/O error while pushing the file to disk mid-way is not lost: the backup fails cleanly."""
+    monkeypatch.setattr(_backup, 'FLUSH_EVERY', 4096)
+
+    def fdatasync(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, 'fdatasync', fdatasync)
+    with pytest.raises(BackupError, match='Input/output error'):
+        create_backup(str(live.db_path), str(live.keys_dir), str(dest), PASSWORD, name=NAME)
+    assert_untouched(dest)
