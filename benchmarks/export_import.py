@@ -65,7 +65,7 @@ def main(argv):
             print('seeded %d secrets in %.1f s (%s, latency %s ms)'
                   % (opts.secrets, time.monotonic() - start, opts.storage, opts.latency_ms))
             conn = dict(url=source.url, token=source.token())
-            overhead, _ = timed('nexus.secrets.nexus_export',
+            overhead, dummy = timed('nexus.secrets.nexus_export',
                                 dict(conn, dest=os.path.join(tmp, 'none.json'), prefix='no-such-prefix/'))
             print('ansible-playbook fixed cost (export of nothing): %.1f s' % overhead)
 

@@ -46,7 +46,7 @@ class AuditSink:
             except Exception:  # audit failures never fail requests nor the writer
                 pass
             finally:
-                for _ in items:
+                for dummy in items:
                     self._queue.task_done()
             if len(entries) != len(items):
                 return

@@ -53,7 +53,7 @@ class Authenticator:
         """The request's Principal, or None (-> 401 "authentication required")."""
         auth = headers.get('Authorization', '')
         if auth:
-            scheme, _, token = auth.partition(' ')
+            scheme, dummy, token = auth.partition(' ')
             if scheme.lower() == 'bearer' and token.strip():
                 try:
                     claims = self._verify_token(token.strip())

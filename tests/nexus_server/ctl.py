@@ -89,7 +89,7 @@ def cmd_start(args):
         return 0
     db_path = Path(args.db).resolve() if args.db else workdir / 'nexus.db'
     attempts = 1 if args.port else 5
-    for _ in range(attempts):
+    for dummy in range(attempts):
         port = args.port or free_port()
         url = 'http://127.0.0.1:%d' % port
         cmd = server_command('127.0.0.1:%d' % port, args.storage, db_path)

@@ -194,7 +194,7 @@ class NexusServer:
             raise ServerStartError('already running (pid %s)' % self.pid)
         self.workdir.mkdir(parents=True, exist_ok=True)
         attempts = 1 if self.fixed_port else 5
-        for _ in range(attempts):
+        for dummy in range(attempts):
             if not self.fixed_port:
                 self.port = free_port()
             with open(self.log_path, 'ab') as log:

@@ -24,7 +24,7 @@ def _pad(db_path, padding_bytes):
         conn.execute('CREATE TABLE reliability_padding (blob BLOB NOT NULL)')
         chunk = 64 * 1024
         conn.executemany('INSERT INTO reliability_padding VALUES (?)',
-                         [(os.urandom(chunk),) for _ in range(max(1, padding_bytes // chunk))])
+                         [(os.urandom(chunk),) for dummy in range(max(1, padding_bytes // chunk))])
         conn.commit()
     finally:
         conn.close()  # last connection: checkpoints and removes -wal/-shm

@@ -76,7 +76,7 @@ class GzipStream(object):
         one = zlib.compressobj(9, zlib.DEFLATED, -15)
         block = one.compress(b'\0' * chunk) + one.flush(zlib.Z_FULL_FLUSH)
         full, rest = divmod(total, chunk)
-        for _ in range(full):
+        for dummy in range(full):
             self._out.write(block)
         self._size += full * chunk
         if rest:

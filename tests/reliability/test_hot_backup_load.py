@@ -79,7 +79,7 @@ def pad(db_path):
     try:
         conn.execute('CREATE TABLE reliability_padding (blob BLOB NOT NULL)')
         conn.executemany('INSERT INTO reliability_padding VALUES (?)',
-                         [(os.urandom(64 * 1024),) for _ in range(PADDING_BYTES // (64 * 1024))])
+                         [(os.urandom(64 * 1024),) for dummy in range(PADDING_BYTES // (64 * 1024))])
         conn.commit()
     finally:
         conn.close()

@@ -116,7 +116,7 @@ def test_nexus_restore_refuses_every_case(world, ansible_playbook, tmp_path):
     results = res.task('under test')['results']
     assert len(results) == len(cases)
     for case, result in zip(cases, results):
-        reason, _ = reason_in_process(world, case)
+        reason, dummy = reason_in_process(world, case)
         assert result.get('failed') is True and result.get('changed') is False, (case, result)
         assert 'decrypted, but its archive is unusable: %s; nothing was changed' % reason in result['msg'], \
             (case, result['msg'])
@@ -144,7 +144,7 @@ def test_nexus_backup_info_refuses_every_case(world, ansible_module, tmp_path):
     assert len(by_name) == len(world['sealed'])
     for case, path in world['sealed'].items():
         entry = by_name[os.path.basename(str(path))]
-        reason, _ = reason_in_process(world, case)
+        reason, dummy = reason_in_process(world, case)
         assert entry['valid'] is False and reason in entry['error'], (case, entry)
     assert out['latest'] is None  # no valid backup among them
     assert os.listdir(str(verify_tmp)) == []

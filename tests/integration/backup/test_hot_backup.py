@@ -62,7 +62,7 @@ def test_backups_while_writers_create_secrets(nexus_server, tmp_path):
         while len(done) < 100:
             time.sleep(0.05)
         assert os.path.exists(str(nexus_server.db_path) + '-wal')  # the data is (partly) in the WAL
-        for _ in range(BACKUPS):
+        for dummy in range(BACKUPS):
             began = time.monotonic()
             out = run_module('nexus.secrets.nexus_backup', {
                 'data_dir': str(nexus_server.workdir), 'dest': str(tmp_path / 'backups'),
@@ -91,5 +91,5 @@ def test_backups_while_writers_create_secrets(nexus_server, tmp_path):
         assert len(paths) == out['secrets']
         assert keyring_unlocks(str(staging / 'data' / 'keys'), None)
     # The writers really ran during the backups: later backups hold more, and not all.
-    counts = [out['secrets'] for out, _ in results]
+    counts = [out['secrets'] for out, dummy in results]
     assert counts == sorted(counts) and counts[0] < counts[-1] < total + 1

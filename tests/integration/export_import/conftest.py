@@ -44,7 +44,7 @@ def seed(server, secrets):
 
 def call(method, *args, **kwargs):
     """One harness call, repeated while an injected fault (500/503/dropped connection) hits it."""
-    for _ in range(40):
+    for dummy in range(40):
         try:
             resp = method(*args, **kwargs)
         except requests.ConnectionError:

@@ -59,10 +59,10 @@ def test_bad_input_gives_clear_messages_and_changes_nothing(nexus_server, tmp_pa
     (tmp_path / 'nolist.json').write_text('{"secret": []}')
     (tmp_path / 'good.json').write_text(json.dumps(GOOD))
     (tmp_path / 'enc.json').write_bytes(encrypt_bytes('right', json.dumps(GOOD).encode()))
-    expired, _ = tokens.issue('admin-001', 'admin', now_ns=time.time_ns() - 3 * 24 * 3600 * 10 ** 9)
+    expired, dummy = tokens.issue('admin-001', 'admin', now_ns=time.time_ns() - 3 * 24 * 3600 * 10 ** 9)
 
     tasks = []
-    for name, module, args, _ in CASES:
+    for name, module, args, dummy in CASES:
         task_args = {'url': '{{ url }}', 'token': '{{ token }}'}
         task_args.update(args)
         task_args = dict((k, v) for k, v in task_args.items() if v is not None)
@@ -73,7 +73,7 @@ def test_bad_input_gives_clear_messages_and_changes_nothing(nexus_server, tmp_pa
         'url': nexus_server.url, 'token': nexus_server.token(), 'dir': str(tmp_path),
         'dead_url': 'http://127.0.0.1:%d' % free_port(), 'expired_token': expired})
 
-    for name, _, _, expected in CASES:
+    for name, dummy2, dummy, expected in CASES:
         result = res.task(name)
         assert result.get('failed') is True, (name, result)
         assert expected in result['msg'], (name, result['msg'])

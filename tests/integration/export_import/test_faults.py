@@ -29,7 +29,7 @@ SECRETS = SAMPLE + BULK
 
 
 def token_despite_faults(server):
-    for _ in range(50):
+    for dummy in range(50):
         try:
             return server.token()
         except (RuntimeError, requests.ConnectionError):

@@ -19,7 +19,7 @@ RFC3339 = '%Y-%m-%dT%H:%M:%S'
 
 def parse_rfc3339(text):
     assert text.endswith('Z'), text
-    base, _, frac = text[:-1].partition('.')
+    base, dummy, frac = text[:-1].partition('.')
     assert len(frac) <= 9 and (not frac or not frac.endswith('0')), text  # Go trims trailing zeros
     return datetime.strptime(base, RFC3339).replace(tzinfo=timezone.utc)
 
@@ -27,7 +27,7 @@ def parse_rfc3339(text):
 def jwt_parts(token):
     def dec(part):
         return json.loads(base64.urlsafe_b64decode(part + '=' * (-len(part) % 4)))
-    header, payload, _ = token.split('.')
+    header, payload, dummy = token.split('.')
     return dec(header), dec(payload)
 
 
@@ -89,7 +89,7 @@ def test_forged_and_expired_tokens_are_rejected(sqlite_server):
     resp = sqlite_server.client(token='.'.join([header, forged_payload, sig])).list()
     error_body(resp, 401, 'authentication required')
     from tests.nexus_server import tokens  # the server's fixed secret: a well-signed but expired token
-    old, _ = tokens.issue('admin-001', 'admin', now_ns=time.time_ns() - 25 * 3600 * 10 ** 9)
+    old, dummy = tokens.issue('admin-001', 'admin', now_ns=time.time_ns() - 25 * 3600 * 10 ** 9)
     error_body(sqlite_server.client(token=old).list(), 401, 'authentication required')
 
 
@@ -334,7 +334,7 @@ def test_list_memory_order_is_random(memory_server, unique):
     client = memory_server.client()
     for i in range(12):
         client.create('%s/%02d' % (unique, i), 'v')
-    orders = {tuple(s['path'] for s in client.list(prefix=unique).json()['secrets']) for _ in range(8)}
+    orders = {tuple(s['path'] for s in client.list(prefix=unique).json()['secrets']) for dummy in range(8)}
     assert len(orders) > 1  # 8 draws of a random order of 12 items: equal by chance ~ (1/12!)^7
     assert all(sorted(o) == sorted(next(iter(orders))) for o in orders)
 
@@ -446,7 +446,7 @@ def test_audit_failures_not_in_server_log(sqlite_server, unique):
 
 def test_audit_is_admin_only(sqlite_server):
     from tests.nexus_server import tokens
-    reader, _ = tokens.issue('reader-001', 'reader')
+    reader, dummy = tokens.issue('reader-001', 'reader')
     error_body(sqlite_server.client(token=reader).audit(), 403, 'admin access required')
     error_body(sqlite_server.anonymous().audit(), 401, 'authentication required')
 

@@ -16,7 +16,7 @@ def _statuses(url, n, token=None, path='/api/v1/secrets'):
     """Status of ``n`` requests, each on a fresh connection; 'dropped' when the server hung up."""
     counts = collections.Counter()
     headers = {'Authorization': 'Bearer ' + token} if token else {}
-    for _ in range(n):
+    for dummy in range(n):
         try:
             counts[requests.get(url + path, headers=headers, timeout=10).status_code] += 1
         except requests.ConnectionError:
@@ -25,7 +25,7 @@ def _statuses(url, n, token=None, path='/api/v1/secrets'):
 
 
 def _token(url):
-    for _ in range(200):  # the login itself may be hit by a fault
+    for dummy in range(200):  # the login itself may be hit by a fault
         try:
             return login(url)
         except (RuntimeError, requests.ConnectionError):
@@ -49,7 +49,7 @@ def test_error_rate_answers_500_and_503_json(nexus_server_factory, how):
     assert set(counts) <= {200, 500, 503}
     assert counts[200] and counts[500] and counts[503]  # ~60 / ~30 / ~30 expected
     resp = None
-    for _ in range(100):
+    for dummy in range(100):
         resp = requests.get(server.url + '/api/v1/secrets', headers={'Authorization': 'Bearer ' + token})
         if resp.status_code != 200:
             break
@@ -96,10 +96,10 @@ def test_latency_is_added_to_api_requests_not_health(nexus_server_factory, how):
 
 def test_seed_makes_faults_reproducible(nexus_server_factory):
     sequences = []
-    for _ in range(2):
+    for dummy in range(2):
         server = nexus_server_factory(faults={'error_rate': 0.3, 'seed': 42})
         seq = []
-        for _ in range(40):
+        for dummy in range(40):
             seq.append(requests.get(server.url + '/api/v1/nothing').status_code)  # 404 unless a fault hits
         sequences.append(seq)
         server.stop()

@@ -86,7 +86,7 @@ def test_backup_layout_matches_the_contract(backup_members):
     names = [m[0] for m in backup_members]
     assert set(names) == {'nexus.db', 'data/keys'} | KEY_MEMBERS
     assert not any(n.startswith('./') or n.endswith('/') for n in names)
-    kinds = {name: (typeflag, stat.S_IMODE(mode)) for name, typeflag, mode, _ in backup_members}
+    kinds = {name: (typeflag, stat.S_IMODE(mode)) for name, typeflag, mode, dummy in backup_members}
     assert kinds['data/keys'] == (b'5', 0o700)
     assert kinds['nexus.db'][0] == b'0'
     assert all(kinds[n] == (b'0', 0o600) for n in KEY_MEMBERS)

@@ -23,7 +23,7 @@ def test_create_whose_answer_was_lost_counts_as_created_once(stub):
     stub.script = [DROP, err(500, 'injected fault'), err(500, 'failed to create secret'), ON_SERVER]
     outcome, calls = run(stub)
     assert outcome == ('created', None)
-    assert [m for m, _ in calls] == ['POST', 'GET', 'POST', 'GET']
+    assert [m for m, dummy in calls] == ['POST', 'GET', 'POST', 'GET']
 
 
 def test_sqlite_500_for_an_existing_path_is_a_skip(stub):
@@ -49,7 +49,7 @@ def test_update_whose_answer_was_lost_is_not_repeated(stub):
     stub.script = [(200, {'path': 'a/b', 'value': 'old'}), DROP, ON_SERVER]
     outcome, calls = run(stub, present=['a/b'], overwrite=True)
     assert outcome == ('updated', None)
-    assert [m for m, _ in calls] == ['GET', 'PUT', 'GET']
+    assert [m for m, dummy in calls] == ['GET', 'PUT', 'GET']
 
 
 def test_update_that_did_not_land_is_repeated_in_the_next_pass(stub):
@@ -57,7 +57,7 @@ def test_update_that_did_not_land_is_repeated_in_the_next_pass(stub):
     stub.script = [old, err(503, 'busy'), old, old, (200, {'path': 'a/b'})]
     outcome, calls = run(stub, present=['a/b'], overwrite=True)
     assert outcome == ('updated', None)
-    assert [m for m, _ in calls] == ['GET', 'PUT', 'GET', 'GET', 'PUT']
+    assert [m for m, dummy in calls] == ['GET', 'PUT', 'GET', 'GET', 'PUT']
 
 
 def test_check_mode_only_reads(stub):

@@ -61,7 +61,7 @@ def test_keep_daily_skips_days_without_backups():
     backups = [(name(d), d) for d in (NOW, NOW - datetime.timedelta(days=10), NOW - datetime.timedelta(days=20),
                                       NOW - datetime.timedelta(days=30))]
     keep, prune = plan_retention(backups, keep_daily=3)
-    assert keep == [p for p, _ in backups[:3]] and prune == [backups[3][0]]
+    assert keep == [p for p, dummy in backups[:3]] and prune == [backups[3][0]]
 
 
 def test_keep_weekly_uses_iso_weeks():
@@ -97,7 +97,7 @@ def test_keep_and_prune_are_newest_first_and_partition():
     keep, prune = plan_retention(backups, keep_last=5, keep_days=2, now=NOW)
     times = {p: w for p, w in backups}
     assert keep == sorted(keep, key=times.get, reverse=True)
-    assert sorted(keep + prune) == sorted(p for p, _ in backups)
+    assert sorted(keep + prune) == sorted(p for p, dummy in backups)
 
 
 @pytest.mark.parametrize('text,expected', [
