@@ -37,7 +37,10 @@ BACKUP_PASSWORD = 'crash-restore-backup-password'
 OLD_KEY_PASSWORD = 'old-key-password'
 NEW_KEY_PASSWORD = 'new-key-password'
 PHASES = ('preflight', 'decrypt', 'extract', 'validate', 'swap', 'cleanup')
-KILLS_PER_PHASE = {'preflight': 1, 'decrypt': 6, 'extract': 6, 'validate': 6, 'swap': 10, 'cleanup': 4}
+KILLS_PER_PHASE = {'preflight': 1, 'decrypt': 5, 'extract': 5, 'validate': 5, 'swap': 10, 'cleanup': 4}
+# pre_restore_backup: false - after the commit the clean-up deletes the old state: kill it there too.
+NO_COPY_PHASES = ('validate', 'swap', 'cleanup')
+NO_COPY_KILLS_PER_PHASE = {'validate': 1, 'swap': 6, 'cleanup': 6}
 MODULE_SAMPLE_EVERY = 9  # every 9th kill is recovered by the real module through ansible-playbook
 
 
@@ -67,9 +70,9 @@ def world(tmp_path_factory):
     return world
 
 
-def restore_args(world, data_dir):
+def restore_args(world, data_dir, keep):
     return {'src': world['src'], 'backup_password': BACKUP_PASSWORD, 'data_dir': str(data_dir),
-            'key_password': NEW_KEY_PASSWORD, 'pre_restore_backup': True,
+            'key_password': NEW_KEY_PASSWORD, 'pre_restore_backup': keep,
             # Nothing listens there: the "is a server running?" probe says stopped.
             'health_url': 'http://127.0.0.1:%d/health' % free_port()}
 
@@ -87,11 +90,11 @@ def which_state(world, data_dir):
     return 'old' if got == world['old'] else 'new' if got == world['new'] else 'MIXED: %r' % sorted(got)
 
 
-def calibrate(world):
-    data_dir = world['base'] / 'calibration' / 'nexus'
+def calibrate(world, keep):
+    run_dir = world['base'] / ('calibration-%s' % keep)
+    data_dir = run_dir / 'nexus'
     shutil.copytree(str(world['template']), str(data_dir))
-    res = killpoints.spawn('nexus_restore', restore_args(world, data_dir), world['base'] / 'calibration' / 'child',
-                           record=True)
+    res = killpoints.spawn('nexus_restore', restore_args(world, data_dir, keep), run_dir / 'child', record=True)
     assert res.returncode == 0 and res.module_result()['changed'], res.stderr[-3000:]
     assert which_state(world, data_dir) == 'new'
     return res.record
@@ -115,28 +118,29 @@ def check_after_kill(world, data_dir, by_module):
     return 'swapping: rolled back to old'
 
 
-def check_finished(world, data_dir):
-    """The new state complete, the old one complete in one pre-restore copy, nothing else left."""
+def check_finished(world, data_dir, keep):
+    """The new state complete; the old one complete in one pre-restore copy (if kept); nothing else left."""
     assert which_state(world, data_dir) == 'new'
     names = sorted(os.listdir(str(data_dir)))
     pre = [n for n in names if n.startswith(_restore.PRE_RESTORE_PREFIX)]
-    assert len(pre) == 1 and sorted(set(names) - set(pre)) == ['data', 'nexus.db'], names
+    assert len(pre) == (1 if keep else 0) and sorted(set(names) - set(pre)) == ['data', 'nexus.db'], names
     assert os.listdir(os.path.join(str(data_dir), 'data')) == ['keys']
-    assert datadirs.state(os.path.join(str(data_dir), pre[0])) == world['old']
+    if keep:
+        assert datadirs.state(os.path.join(str(data_dir), pre[0])) == world['old']
     assert not datadirs.restore_leftovers(data_dir, os.path.dirname(str(data_dir)))
 
 
-def test_restore_survives_sigkill_in_every_phase(world):
-    record = calibrate(world)
-    points = killpoints.choose_kill_points(record['phases'], record['labels'], PHASES, KILLS_PER_PHASE)
-    assert len(points) >= 30, points
+def kill_and_recover(world, keep, phases, per_phase):
+    """Kill a restore at each chosen point, check, recover; return the data dirs and what was hit."""
+    record = calibrate(world, keep)
+    points = killpoints.choose_kill_points(record['phases'], record['labels'], phases, per_phase)
     survived = []
     outcomes = collections.Counter()
     for n, index in enumerate(points):
-        run_dir = world['base'] / ('kill-%03d' % index)
+        run_dir = world['base'] / ('kill-%s-%03d' % (keep, index))
         data_dir = run_dir / 'nexus'
         shutil.copytree(str(world['template']), str(data_dir))
-        args = restore_args(world, data_dir)
+        args = restore_args(world, data_dir, keep)
         res = killpoints.spawn('nexus_restore', args, run_dir / 'child', kill_at=index)
         assert res.killed, 'event %d: the child was not killed (rc=%s)\n%s' % (index, res.returncode,
                                                                              res.stderr[-3000:])
@@ -148,19 +152,25 @@ def test_restore_survives_sigkill_in_every_phase(world):
             assert not out.get('failed'), out
         else:
             _restore.restore(args['src'], BACKUP_PASSWORD, _swap.Layout(str(data_dir)),
-                             key_password=NEW_KEY_PASSWORD, keep_pre_restore=True)
-        check_finished(world, data_dir)
+                             key_password=NEW_KEY_PASSWORD, keep_pre_restore=keep)
+        check_finished(world, data_dir, keep)
         survived.append((res.report['phase'], res.report['label'], by_module))
-    phases = collections.Counter(phase for phase, _label, _mod in survived)
-    swap_steps = sorted({label for _p, label, _m in survived if label and label.startswith('checkpoint')})
-    print('\nRESTORE CRASH: %d kills survived (%d recovered by the real module); events in one run: %d'
-          % (len(survived), sum(1 for s in survived if s[2]), len(record['phases'])))
-    print('RESTORE CRASH: kills per phase: %s' % dict(sorted(phases.items())))
+    hit = collections.Counter(phase for phase, _label, _mod in survived)
+    steps = sorted({label for _p, label, _m in survived if label and label.startswith('checkpoint')})
+    print('\nRESTORE CRASH (pre_restore_backup=%s): %d kills survived (%d recovered by the real module); '
+          'events in one run: %d' % (keep, len(survived), sum(1 for s in survived if s[2]), len(record['phases'])))
+    print('RESTORE CRASH: kills per phase: %s' % dict(sorted(hit.items())))
     print('RESTORE CRASH: states after kill: %s' % dict(sorted(outcomes.items())))
-    print('RESTORE CRASH: swap steps hit: %s' % ', '.join(swap_steps))
-    assert set(phases) == set(PHASES), phases
+    print('RESTORE CRASH: swap steps hit: %s' % ', '.join(steps))
+    assert set(hit) == set(phases), hit
+    return survived, data_dir
+
+
+def test_restore_survives_sigkill_in_every_phase(world):
+    survived, last_data_dir = kill_and_recover(world, True, PHASES, KILLS_PER_PHASE)
+    assert len(survived) >= 30
     # The restored copy is a working NEXUS data dir: the reference server serves the backup's secrets.
-    server = NexusServer(world['base'] / ('kill-%03d' % points[-1]) / 'nexus', key_password=NEW_KEY_PASSWORD)
+    server = NexusServer(last_data_dir, key_password=NEW_KEY_PASSWORD)
     server.start()
     try:
         client = server.client()
@@ -169,3 +179,8 @@ def test_restore_survives_sigkill_in_every_phase(world):
             assert resp.status_code == 200 and resp.json()['value'] == value, resp.text
     finally:
         server.stop()
+
+
+def test_restore_without_pre_restore_copy_survives_sigkill_while_deleting_the_old_state(world):
+    survived, _data_dir = kill_and_recover(world, False, NO_COPY_PHASES, NO_COPY_KILLS_PER_PHASE)
+    assert len(survived) >= 12
