@@ -105,8 +105,8 @@ class _BackgroundFlush(object):
 class _Pipeline(object):
     """File-like: ``write()`` hands chunks to a worker thread that writes them into ``sink``.
 
-    Compression runs in the caller's thread while encryption, hashing and disk writes run in the
-    worker, so a backup uses both cores of a small host. At most ``depth`` chunks wait in between
+    Reading, compression and encryption run in the caller's thread while hashing and disk writes
+    run in the worker (about equal halves), so a backup uses both cores of a small host. At most ``depth`` chunks wait in between
     (bounded memory). An error in the worker surfaces at the next ``write()`` or at ``close()``.
     """
 
@@ -268,13 +268,13 @@ def _create_in(private, db_path, keys_dir, dest_dir, final_path, password, mode)
         flusher = _BackgroundFlush(raw.fileno())
         try:
             sink = _HashingFile(raw, flusher)
-            envelope = EnvelopeWriter(sink, password)
-            pipeline = _Pipeline(envelope)
+            pipeline = _Pipeline(sink)
             try:
-                members = write_archive(pipeline, snapshot, keys_dir, db_mode=db_mode)
+                envelope = EnvelopeWriter(pipeline, password)
+                members = write_archive(envelope, snapshot, keys_dir, db_mode=db_mode)
+                envelope.close()
             finally:
                 pipeline.close()  # also on errors: the worker must be gone before the file is removed
-            envelope.close()
             raw.flush()
         finally:
             flusher.close()
