@@ -105,7 +105,7 @@ def run_core(step, **args):
     args['step'] = step
     started = time.time()
     proc = subprocess.run([sys.executable, '-c', CHILD, str(REPO), json.dumps(args)], capture_output=True,
-                          text=True)
+                          text=True, check=False)
     if proc.returncode:
         raise SystemExit('%s failed:\n%s' % (step, proc.stderr))
     info = json.loads(proc.stdout)

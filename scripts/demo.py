@@ -88,7 +88,7 @@ def run_playbook(name, inventory, vars_file, log_name):
     cmd = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', str(inventory),
            str(REPO / 'playbooks' / name), '-e', '@' + str(vars_file)]
     say('   $ ansible-playbook -i %s playbooks/%s -e @%s' % (inventory.relative_to(REPO), name,
-                                                          vars_file.relative_to(REPO)))
+                                                             vars_file.relative_to(REPO)))
     task = None
     with open(DEMO_DIR / log_name, 'w') as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,

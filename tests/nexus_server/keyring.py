@@ -29,8 +29,9 @@ class KeyringError(Exception):
     pass
 
 
-def key_password(environ=os.environ):
+def key_password(environ=None):
     """``NEXUS_KEY_PASSWORD``; unset or empty means the documented default."""
+    environ = os.environ if environ is None else environ
     return environ.get('NEXUS_KEY_PASSWORD') or DEFAULT_PASSWORD
 
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """NEXUS-compatible reference server entry point.
 
     python tests/nexus_server/nexus.py -addr 127.0.0.1:9000 -storage sqlite -db nexus.db

@@ -12,7 +12,9 @@ import itertools
 
 import pytest
 
-from tests.nexus_server.harness import ApiClient, NexusServer  # noqa: F401  (re-exported)
+from tests.nexus_server.harness import ApiClient, NexusServer
+
+__all__ = ['ApiClient', 'NexusServer', 'nexus_server', 'nexus_server_factory']  # ApiClient is re-exported
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from ansible_collections.nexus.secrets.plugins.module_utils import _archive, _crypto, _verify
 from tests.integration.restore.backups import leftovers, make_backup, make_data_dir, snapshot
 from tests.nexus_server.harness import free_port
-from tests.reliability.fuzzing import fuzz_settings, memoised_kdf, mutate, tree  # noqa: F401 (fixture)
+from tests.reliability.fuzzing import fuzz_settings, memoised_kdf, mutate, tree  # noqa: F401 (fixture)  # pylint: disable=unused-import
 
 PASSWORD = 'fuzz-archive-password'
 KEY_PASSWORD = 'fuzz-archive-key-password'

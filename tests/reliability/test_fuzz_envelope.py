@@ -21,7 +21,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _env
 from ansible_collections.nexus.secrets.plugins.module_utils._envelope import EnvelopeError
 from tests.integration.restore.backups import leftovers, make_backup, make_data_dir, snapshot
 from tests.nexus_server.harness import free_port
-from tests.reliability.fuzzing import fuzz_settings, memoised_kdf, mutate, tree  # noqa: F401 (fixture)
+from tests.reliability.fuzzing import fuzz_settings, memoised_kdf, mutate, tree  # noqa: F401 (fixture)  # pylint: disable=unused-import
 
 PASSWORD = 'fuzz-envelope-password'
 SALT, NONCE = b'S' * 16, b'N' * 12

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from ansible_collections.nexus.secrets.plugins.module_utils import _secrets_io
 from ansible_collections.nexus.secrets.plugins.module_utils import _crypto
 from ansible_collections.nexus.secrets.plugins.module_utils._secrets_io import ExportFileError
-from tests.reliability.fuzzing import fuzz_settings, memoised_kdf, mutate  # noqa: F401 (fixture)
+from tests.reliability.fuzzing import fuzz_settings, memoised_kdf, mutate  # noqa: F401 (fixture)  # pylint: disable=unused-import
 
 CANARY = 'FUZZCANARY-value'
 PASSWORD = 'fuzz-export-password'
@@ -191,7 +191,7 @@ def test_import_module_gives_a_clean_msg_for_every_nasty_file(nexus_server, ansi
                                                            'src': '{{ item }}'},
          'loop': '{{ files }}', 'ignore_errors': True},
         {'name': 'export over junk', 'nexus.secrets.nexus_export': {'url': nexus_server.url, 'token': '{{ token }}',
-                                                                   'dest': '{{ item }}'},
+                                                                    'dest': '{{ item }}'},
          'loop': '{{ files }}'},
     ]}]))
     files = [str(tmp_path / name) for name in NASTY_FILES]

@@ -122,7 +122,7 @@ def test_fleet_backup_then_disaster_recovery(fleet, tmp_path):
     assert res.rc != 0
     assert res.stats['nexus-a']['failures'] == 0 and res.stats['nexus-b']['failures'] == 0
     assert res.stats['nexus-c']['failures'] == 1
-    summary = [hosts for hosts in task_results(res, 'Show the fleet backup summary')][0]
+    summary = list(task_results(res, 'Show the fleet backup summary'))[0]
     assert '2 of 3 hosts backed up, 1 failed' in next(iter(summary.values()))['msg']
     assert not (tmp_path / 'nexus-c' / 'backups').exists() or not list((tmp_path / 'nexus-c' / 'backups').glob('*.enc'))
 

@@ -40,5 +40,5 @@ def test_molecule_scenario(scenario, tmp_path):
         stop_leftover_servers(workdir)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, 'molecule test -s %s failed (rc=%s):\n%s' % (scenario, proc.returncode,
-                                                                            output[-12000:])
+                                                                              output[-12000:])
     assert 'failed=0' in output and '%s > verify: Executed: Successful' % scenario in output

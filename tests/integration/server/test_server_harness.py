@@ -20,7 +20,7 @@ def ctl(*args, env=None):
     child_env = {k: v for k, v in os.environ.items() if k != 'NEXUS_KEY_PASSWORD'}
     child_env.update(env or {})
     return subprocess.run([sys.executable, '-m', 'tests.nexus_server.ctl'] + list(args), cwd=REPO,
-                          capture_output=True, text=True, env=child_env, timeout=120)
+                          capture_output=True, text=True, env=child_env, timeout=120, check=False)
 
 
 def test_nexus_server_fixture(nexus_server, tmp_path):

@@ -94,4 +94,3 @@ def test_trailing_newline_is_accepted(keys_dir):
         path = keys_dir / name
         path.write_text(path.read_text() + '\n')
     assert keyring_unlocks(str(keys_dir), 'right password') is True
-

@@ -394,7 +394,7 @@ def test_roll_back_to_the_pre_restore_directory(world):
     assert _restore.restore(pre, None, world['layout'])['changed'] is False
     # The rollback itself kept what it replaced (the restored backup).
     assert live_paths(os.path.join(back['pre_restore_path'], 'nexus.db')) == ['new/secret-%03d' % i
-                                                                             for i in range(5)]
+                                                                              for i in range(5)]
 
 
 def test_directory_source_without_keyring_or_db_is_refused(world, tmp_path):

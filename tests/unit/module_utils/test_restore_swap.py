@@ -161,7 +161,7 @@ def test_failure_at_every_step_rolls_back_completely(tmp_path, fresh):
         sc = Scenario(tmp_path / ('fail%d' % index), fresh=fresh)
         calls = []
 
-        def fault(name, calls=calls, index=index):
+        def fault(name, index=index):  # calls: this iteration's list (fault runs only inside it)
             calls.append(name)
             if len(calls) - 1 == index:
                 raise OSError(28, 'No space left on device (injected at %s)' % name)

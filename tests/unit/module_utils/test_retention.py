@@ -95,7 +95,7 @@ def test_rules_are_a_union():
 def test_keep_and_prune_are_newest_first_and_partition():
     backups = hourly_for_days(4)[::-1]  # input order does not matter
     keep, prune = plan_retention(backups, keep_last=5, keep_days=2, now=NOW)
-    times = {p: w for p, w in backups}
+    times = dict(backups)
     assert keep == sorted(keep, key=times.get, reverse=True)
     assert sorted(keep + prune) == sorted(p for p, dummy in backups)
 

@@ -243,7 +243,7 @@ def test_nexusctl_fixture_database(tmp_path):
         expected = json.load(fh)
     master_blob = bytes.fromhex((tmp_path / 'data' / 'keys' / 'master.key').read_text())
     master = AESGCM(derive_key(KEYRING_PASSWORD, master_blob[:16])).decrypt(master_blob[16:28], master_blob[28:],
-                                                                               None)
+                                                                            None)
     conn = sqlite3.connect('file:%s?mode=ro&immutable=1' % db, uri=True)
     rows = dict(conn.execute('SELECT path, value FROM secrets WHERE deleted_at IS NULL').fetchall())
     deleted = {row[0] for row in conn.execute('SELECT path FROM secrets WHERE deleted_at IS NOT NULL')}
