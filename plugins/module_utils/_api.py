@@ -50,11 +50,30 @@ class NexusApiError(Exception):
         """True when repeating the request may succeed (no answer, or 502/503/504)."""
         return self.status is None or self.status in RETRY_STATUSES
 
+    @property
+    def worth_another_pass(self):
+        """Transient, or a 500 that may be passing: worth one more read, or one more write once a GET
+        showed the first did not land (the modules' later passes)."""
+        return self.transient or self.status == 500
+
+    @property
+    def auth_rejected(self):
+        return self.status in (401, 403)
+
     def describe(self):
         where = '%s %s: ' % (self.method, self.endpoint) if self.method else ''
         if self.status is None:
             return '%s%s' % (where, self.message)
         return '%sHTTP %d: %s' % (where, self.status, self.message)
+
+
+class AuthRejected(Exception):
+    """Raised from a parallel worker when the server stops accepting our credentials mid-run, so the
+    run stops instead of reporting every remaining secret as failed."""
+
+    def __init__(self, error):
+        super(AuthRejected, self).__init__(error.describe())
+        self.error = error
 
 
 def secret_endpoint(path):

@@ -147,7 +147,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ansible_collections.nexus.secrets.plugins.module_utils._api import NexusApiError
+from ansible_collections.nexus.secrets.plugins.module_utils._api import AuthRejected, NexusApiError
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
     CONNECTION_MODULE_KWARGS,
     api_failure_msg,
@@ -167,21 +167,6 @@ from ansible_collections.nexus.secrets.plugins.module_utils._secrets_io import (
     unreachable_reason,
 )
 
-AUTH_STATUSES = (401, 403)
-
-
-class AuthLost(Exception):
-    """The server stopped accepting our credentials mid-run: stop instead of reporting every secret."""
-
-    def __init__(self, error):
-        super(AuthLost, self).__init__(error.describe())
-        self.error = error
-
-
-def worth_repeating(exc):
-    """No answer, 502/503/504, or a 500 that may be passing: another pass may read the secret."""
-    return exc.transient or exc.status == 500
-
 
 def read_secrets(client, paths, workers, passes):
     """``(secrets, unreadable)``: GET every path in parallel; failures that may pass are read again
@@ -191,8 +176,8 @@ def read_secrets(client, paths, workers, passes):
         try:
             return client.get_secret(path), None
         except NexusApiError as exc:
-            if exc.status in AUTH_STATUSES:
-                raise AuthLost(exc)
+            if exc.auth_rejected:
+                raise AuthRejected(exc)
             return None, exc
 
     found, failures = {}, {}
@@ -208,7 +193,7 @@ def read_secrets(client, paths, workers, passes):
                 failures.pop(path, None)
             else:
                 failures[path] = error
-                if worth_repeating(error):
+                if error.worth_another_pass:
                     retry.append(path)
         pending = retry
         if not pending:
@@ -280,7 +265,7 @@ def main():
     except NexusApiError as exc:
         module.fail_json(msg=api_failure_msg('cannot list the secrets at %s' % client.url, exc, params),
                          status=exc.status)
-    except AuthLost as exc:
+    except AuthRejected as exc:
         module.fail_json(msg=api_failure_msg('reading secrets at %s stopped' % client.url, exc.error, params),
                          status=exc.error.status)
     finally:

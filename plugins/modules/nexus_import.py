@@ -165,7 +165,7 @@ total:
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ansible_collections.nexus.secrets.plugins.module_utils._api import NexusApiError
+from ansible_collections.nexus.secrets.plugins.module_utils._api import AuthRejected, NexusApiError
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
     CONNECTION_MODULE_KWARGS,
     api_failure_msg,
@@ -183,26 +183,11 @@ from ansible_collections.nexus.secrets.plugins.module_utils._secrets_io import (
 )
 
 OUTCOMES = ('created', 'updated', 'unchanged', 'skipped', 'failed')
-AUTH_STATUSES = (401, 403)
 REFUSED = (409, 500)  # what a create of an existing (or deleted) path answers: memory 409, sqlite 500
-
-
-class AuthLost(Exception):
-    """The server stopped accepting our credentials mid-run: stop instead of failing every secret."""
-
-    def __init__(self, error):
-        super(AuthLost, self).__init__(error.describe())
-        self.error = error
 
 
 def same_secret(current, secret):
     return current.get('value') == secret['value'] and (current.get('metadata') or {}) == secret['metadata']
-
-
-def worth_repeating(exc):
-    """A failure that another pass may overcome: no answer, 502/503/504, or a 500 (sqlite's answer for
-    an existing path, or a passing server error); a GET re-check always runs before a write is repeated."""
-    return exc.transient or exc.status == 500
 
 
 class Importer(object):
@@ -231,9 +216,9 @@ class Importer(object):
                 return 'created', None, False
             return self.create(secret)
         except NexusApiError as exc:
-            if exc.status in AUTH_STATUSES:
-                raise AuthLost(exc)
-            return 'failed', exc.describe(), worth_repeating(exc)
+            if exc.auth_rejected:
+                raise AuthRejected(exc)
+            return 'failed', exc.describe(), exc.worth_another_pass
 
     def existing(self, secret, current):
         """A secret the server has: ``current`` is its GET answer when already read."""
@@ -282,7 +267,7 @@ class Importer(object):
         except NexusApiError as exc:
             if exc.status == 404:
                 return 'failed', 'the secret was deleted on the server during the import', False
-            if not worth_repeating(exc):
+            if not exc.worth_another_pass:
                 raise
             self.written[path] = 'updated'
             failure = exc
@@ -374,7 +359,7 @@ def main():
     aborted = None
     try:
         import_in_passes(importer, secrets, params['workers'], client.retries + 1, client.pause, results)
-    except AuthLost as exc:
+    except AuthRejected as exc:
         aborted = exc.error
     finally:
         client.close()
