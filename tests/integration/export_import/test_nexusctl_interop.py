@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.integration.export_import.conftest import (
     EXPECTED,
     EXPORT,
@@ -17,7 +15,6 @@ from tests.integration.export_import.conftest import (
 )
 
 
-@pytest.mark.slow
 def test_nexusctl_export_imports_and_exports_back_in_the_same_format(nexus_server_factory, tmp_path):
     server = nexus_server_factory(storage='sqlite')
     theirs = load_json(NEXUSCTL_EXPORT)

@@ -65,3 +65,15 @@ def test_check_mode_only_reads(stub):
     assert run(stub, present=['a/b'], overwrite=True, check_mode=True)[0] == ('updated', None)
     assert run(stub, check_mode=True)[0] == ('created', None)
     assert [s['method'] for s in stub.seen] == ['GET']
+
+
+def test_rejected_credentials_stop_the_run(stub):
+    import pytest
+    from ansible_collections.nexus.secrets.plugins.module_utils._api import AuthRejected
+    stub.script = [err(401, 'authentication required')]
+    results = {}
+    importer = Importer(client_for(stub, retries=0), set(), False, False)
+    with pytest.raises(AuthRejected) as info:
+        import_in_passes(importer, [dict(SECRET), dict(SECRET, path='c/d')], 1, 4, lambda n: None, results)
+    assert info.value.error.status == 401 and results == {}
+    assert len(stub.seen) == 1  # the second secret was never tried
