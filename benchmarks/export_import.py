@@ -66,7 +66,7 @@ def main(argv):
                   % (opts.secrets, time.monotonic() - start, opts.storage, opts.latency_ms))
             conn = dict(url=source.url, token=source.token())
             overhead, dummy = timed('nexus.secrets.nexus_export',
-                                dict(conn, dest=os.path.join(tmp, 'none.json'), prefix='no-such-prefix/'))
+                                    dict(conn, dest=os.path.join(tmp, 'none.json'), prefix='no-such-prefix/'))
             print('ansible-playbook fixed cost (export of nothing): %.1f s' % overhead)
 
             dest = {}
