@@ -2,10 +2,10 @@
 
 No kill hook lives in production code: the child installs a profiler (``sys.setprofile`` and
 ``threading.setprofile``) that counts *events* - calls into the collection's module/module_utils
-functions, and calls of ``os``-level primitives (rename, unlink, fsync, mkdir, ...) made from them
-or from ``shutil`` - and tags each with the phase it belongs to (``RESTORE_PHASES`` /
-``BACKUP_PHASES``: the phase of the last phase-defining function entered). A calibration run
-(``record``) writes the phase sequence; a kill run (``kill_at=N``) writes the phase and label of
+functions, calls of ``os``-level primitives (rename, unlink, fsync, mkdir, ...) made from them or
+from ``shutil``, and SQLite calls (``execute``, ``backup``, ...) made from them - and tags each with
+the phase it belongs to (``RESTORE_PHASES`` / ``BACKUP_PHASES``: the phase of the last
+phase-defining function entered). A calibration run (``record``) writes the phase sequence; a kill run (``kill_at=N``) writes the phase and label of
 event N to ``report`` and then sends itself SIGKILL, exactly like ``kill -9`` in an outage.
 
 The module's ``main()`` runs in-process with its arguments handed over as Ansible does for a
@@ -124,10 +124,13 @@ class Profiler(object):
             if frame.f_code.co_name == 'checkpoint':
                 label = 'checkpoint ' + str(frame.f_locals.get('label'))
             self._event(label)
-        elif event == 'c_call' and getattr(arg, '__module__', None) in OS_MODULES:
-            if module is None and not frame.f_code.co_filename.endswith('shutil.py'):
-                return
-            self._event('os.' + arg.__name__)
+        elif event == 'c_call':
+            if getattr(arg, '__module__', None) in OS_MODULES:
+                if module is None and not frame.f_code.co_filename.endswith('shutil.py'):
+                    return
+                self._event('os.' + arg.__name__)
+            elif module is not None and type(getattr(arg, '__self__', None)).__module__ == 'sqlite3':
+                self._event('sqlite3.' + arg.__name__)  # e.g. right before Connection.backup
 
 
 def _load_module_files(module_name):
@@ -208,7 +211,8 @@ def choose_kill_points(phases, labels, wanted, per_phase, prefer=('checkpoint',)
 
     Events whose label starts with one of ``prefer`` (a ``_swap.checkpoint``, or an ``os`` call such
     as ``os.replace``: the moments right before a directory changes) are preferred where there are
-    enough of them, so every such step is hit, plus the first and last event of the phase.
+    enough of them, so every such step is hit, plus the first and last event of the phase; where
+    there are fewer, all of them are added to the evenly spread ones.
     """
     chosen = []
     for phase in wanted:
@@ -216,10 +220,10 @@ def choose_kill_points(phases, labels, wanted, per_phase, prefer=('checkpoint',)
         if not indices:
             raise AssertionError('phase %r never ran in the calibration pass' % phase)
         labelled = [i for i in indices if labels.get(str(i), '').startswith(tuple(prefer))]
-        pool = labelled if len(labelled) >= per_phase[phase] else indices
-        picks = _spread(pool, per_phase[phase])
-        if pool is labelled:
-            picks = sorted(set(picks) | set(_spread(indices, 2)))
+        if len(labelled) >= per_phase[phase]:
+            picks = set(_spread(labelled, per_phase[phase])) | set(_spread(indices, 2))
+        else:
+            picks = set(_spread(indices, per_phase[phase])) | set(labelled)
         chosen.extend(picks)
     return sorted(set(chosen))
 

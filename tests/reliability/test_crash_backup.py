@@ -32,8 +32,8 @@ KILLED = 'nexus-backup-2026-01-02-000000.tar.gz.enc'
 NEXT = 'nexus-backup-2026-01-03-000000.tar.gz.enc'
 PHASES = ('preflight', 'snapshot', 'archive', 'encrypt', 'publish', 'retention')
 KILLS_PER_PHASE = {'preflight': 3, 'snapshot': 5, 'archive': 6, 'encrypt': 6, 'publish': 4, 'retention': 2}
-# Right before a name in dest appears or disappears.
-PREFERRED = ('os.replace', 'os.rename', 'os.unlink', 'os.rmdir')
+# Right before a name in dest appears or disappears, and right before SQLite copies the database.
+PREFERRED = ('os.replace', 'os.rename', 'os.unlink', 'os.rmdir', 'sqlite3.backup')
 MODULE_SAMPLE_EVERY = 10
 
 
@@ -76,8 +76,12 @@ def check_dest_after_kill(dest, scratch):
 
 
 def check_source_untouched(world):
+    """The database and keys are unchanged. A snapshot killed with its read transaction open leaves
+    an *empty* ``-wal`` (and ``-shm``) beside the stopped database: SQLite's own, holding no data."""
     got = datadirs.state(world['src'])
     assert got['nexus.db'] == world['src_state']['nexus.db']
+    wal = world['src'] / 'nexus.db-wal'
+    assert not wal.exists() or wal.stat().st_size == 0
     assert {k: v for k, v in got.items() if k.startswith('data/keys')} == \
         {k: v for k, v in world['src_state'].items() if k.startswith('data/keys')}
 
