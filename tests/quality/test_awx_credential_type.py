@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.helpers.ansible import run_module
-from tests.quality.collection_tree import REPO
+from tests.quality.collection_tree import REPO, module_names
 
 CREDENTIAL_TYPE = REPO / 'docs' / 'awx' / 'credential_type.yml'
 # The env fallbacks the modules and roles honour; the credential type must inject each of them.
@@ -102,3 +102,20 @@ def test_a_module_runs_with_only_the_injected_environment(nexus_server, tmp_path
     else:
         inputs = {'nexus_token': nexus_server.token()}
     _export_with_awx_env(nexus_server, tmp_path, inputs)
+
+
+def test_recipes_name_only_real_playbooks_and_role_variables():
+    """docs/awx and docs/ee.md stay true to the playbooks and the roles' argument specs."""
+    documented = set()
+    for spec in REPO.glob('roles/*/meta/argument_specs.yml'):
+        for entry in yaml.safe_load(spec.read_text())['argument_specs'].values():
+            documented |= set(entry.get('options', {}))
+    for doc in (REPO / 'docs' / 'awx' / 'README.md', REPO / 'docs' / 'ee.md'):
+        text = doc.read_text()
+        variables = set(re.findall(r'\b(nexus_(?:backup|dr)_[a-z_]+)\b', text)) - set(module_names())
+        assert variables, doc
+        assert not variables - documented, '%s names unknown role variables %s' % (doc.name, variables - documented)
+        for playbook in re.findall(r'nexus\.secrets\.(backup|disaster_recovery|migrate|restore_drill)\b', text):
+            assert (REPO / 'playbooks' / (playbook + '.yml')).is_file(), playbook
+        for path in re.findall(r'`((?:playbooks|meta|docs)/[\w./-]+)`', text):
+            assert (REPO / path).exists(), '%s mentions missing %s' % (doc.name, path)
