@@ -142,8 +142,7 @@ def kill_and_recover(world, keep, phases, per_phase):
         shutil.copytree(str(world['template']), str(data_dir))
         args = restore_args(world, data_dir, keep)
         res = killpoints.spawn('nexus_restore', args, run_dir / 'child', kill_at=index)
-        assert res.killed, 'event %d: the child was not killed (rc=%s)\n%s' % (index, res.returncode,
-                                                                             res.stderr[-3000:])
+        assert res.killed, 'event %d: not killed (rc=%s)\n%s' % (index, res.returncode, res.stderr[-3000:])
         by_module = n % MODULE_SAMPLE_EVERY == 0
         outcome = check_after_kill(world, data_dir, by_module)
         outcomes[outcome] += 1
