@@ -80,7 +80,7 @@ def test_export_is_correct_or_reports_each_missing_secret(nexus_server_factory, 
         assert not dest.exists()
         print('export seed %d retries %d: run failed cleanly: %s' % (seed, retries, out['msg']))
         return
-    expected, _ = truth(source)
+    expected = truth(source)[0]
     written = as_map(json.loads(dest.read_text())['secrets'])
     unreadable = dict((u['path'], u['reason']) for u in out['unreadable'])
     assert all(written[p] == expected[p] for p in written), 'a secret was exported with a wrong value'
@@ -93,7 +93,7 @@ def test_export_is_correct_or_reports_each_missing_secret(nexus_server_factory, 
 
 
 def login_despite_faults(url):
-    for _ in range(50):
+    for _attempt in range(50):
         try:
             return login(url)
         except Exception:  # noqa: BLE001 - injected 500/503 or a dropped connection
@@ -133,8 +133,8 @@ def test_import_is_correct_or_reports_each_failure(nexus_server_factory, ansible
             assert versions[path] == expected_versions, (path, versions[path])
     if retries:
         assert failures == {}, failures
-    print('import seed %d retries %d: %d correct, %d reported' % (seed, retries, len(SECRETS) - len(failures),
-                                                                 len(failures)))
+    print('import seed %d retries %d: %d correct, %d reported'
+          % (seed, retries, len(SECRETS) - len(failures), len(failures)))
 
 
 @pytest.mark.parametrize('seed', [23])

@@ -31,9 +31,12 @@ ANSIBLE_TMP = Path.home() / '.ansible' / 'tmp'
 SECRETS = 6
 
 
+def tag():
+    return secrets.token_hex(6)
+
+
 def canaries():
     """Fresh random secrets per test: a copy of this source file (a build, a sanity run) holds none."""
-    tag = lambda: secrets.token_hex(6)  # noqa: E731
     return Canaries(backup_password='LEAKCANARY-backup-pw-' + tag(), key_password='LEAKCANARY-keyring-pw-' + tag(),
                     export_password='LEAKCANARY-export-pw-' + tag(),
                     **{'value_%d' % i: 'LEAKCANARY-value-%d-%s' % (i, tag()) for i in range(SECRETS)})
@@ -103,7 +106,7 @@ def test_every_module_path(nexus_server_factory, ansible_playbook, tmp_path):
     target = nexus_server_factory()
     seed(source, found)
     api_key, token = credentials(source, found, 'source')
-    target_key, _ = credentials(target, found, 'target')
+    target_key = credentials(target, found, 'target')[0]
     for name in ('backups', 'exports', 'verify-tmp'):
         (tmp_path / name).mkdir()
     restored = tmp_path / 'restored'
@@ -240,8 +243,8 @@ def test_migrate_playbook(nexus_server_factory, ansible_playbook, tmp_path):
     source = nexus_server_factory(key_password=found.secrets['key_password'])
     target = nexus_server_factory()
     seed(source, found)
-    _key, source_token = credentials(source, found, 'source')
-    _key, target_token = credentials(target, found, 'target')
+    source_token = credentials(source, found, 'source')[1]
+    target_token = credentials(target, found, 'target')[1]
     res = run_scanned(ansible_playbook, REPO / 'playbooks' / 'migrate.yml', {
         'nexus_migrate_source_url': source.url, 'nexus_migrate_target_url': target.url,
         'nexus_migrate_source_token': source_token, 'nexus_migrate_target_token': target_token,
