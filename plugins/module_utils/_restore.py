@@ -218,6 +218,8 @@ def restore(src, backup_password, layout, key_password=None, keep_pre_restore=Tr
             if result['recovered']:
                 result['warnings'].append('an interrupted earlier restore was found and %s first'
                                           % result['recovered'].replace('_', ' '))
+                # Rolling back removes a data dir the interrupted run had created: stage beside it again.
+                staging_parent = _staging_parent(layout)
             # A crashed run staged in the data dir, or in its parent if the data dir did not exist yet.
             for directory in sorted(set([staging_parent, os.path.dirname(layout.data_dir)])):
                 remove_leftovers(directory)
