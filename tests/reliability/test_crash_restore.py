@@ -10,7 +10,7 @@ After each kill:
 - no journal: the live files are exactly the old state or exactly the new one;
 - journal ``committed``: they are exactly the new state already;
 - journal ``swapping``: the recovery step every run starts with (``_swap.recover``) puts back
-  exactly the old state (for the runs handed to the real module, the module does it itself);
+  exactly the old state (checked for every other kill; for the others the next run does it itself);
 then the next ``nexus_restore`` run (the real module via ansible-playbook for a sample, the core
 function the module calls for the rest) ends in the new state, with the old one kept complete in
 one pre-restore copy and no staging dir, journal or temp file left.
@@ -41,6 +41,8 @@ KILLS_PER_PHASE = {'preflight': 1, 'decrypt': 5, 'extract': 5, 'validate': 5, 's
 # pre_restore_backup: false - after the commit the clean-up deletes the old state: kill it there too.
 NO_COPY_PHASES = ('validate', 'swap', 'cleanup')
 NO_COPY_KILLS_PER_PHASE = {'validate': 1, 'swap': 6, 'cleanup': 6}
+FRESH_PHASES = ('decrypt', 'swap', 'cleanup')
+FRESH_KILLS_PER_PHASE = {'decrypt': 1, 'swap': 6, 'cleanup': 2}
 MODULE_SAMPLE_EVERY = 9  # every 9th kill is recovered by the real module through ansible-playbook
 
 
@@ -90,18 +92,26 @@ def which_state(world, data_dir):
     return 'old' if got == world['old'] else 'new' if got == world['new'] else 'MIXED: %r' % sorted(got)
 
 
+def make_old(world, data_dir):
+    """The old state in ``data_dir``: a copy of the template, or nothing at all (a fresh host)."""
+    if world['old']:
+        shutil.copytree(str(world['template']), str(data_dir))
+    else:
+        os.makedirs(os.path.dirname(str(data_dir)), exist_ok=True)
+
+
 def calibrate(world, keep):
-    run_dir = world['base'] / ('calibration-%s' % keep)
+    run_dir = world['base'] / ('calibration-%s-%d' % (keep, len(world['old'])))
     data_dir = run_dir / 'nexus'
-    shutil.copytree(str(world['template']), str(data_dir))
+    make_old(world, data_dir)
     res = killpoints.spawn('nexus_restore', restore_args(world, data_dir, keep), run_dir / 'child', record=True)
     assert res.returncode == 0 and res.module_result()['changed'], res.stderr[-3000:]
     assert which_state(world, data_dir) == 'new'
     return res.record
 
 
-def check_after_kill(world, data_dir, by_module):
-    """The state right after the kill (and after the journal recovery, when one is due)."""
+def check_after_kill(world, data_dir, recover_here):
+    """The state right after the kill (and after the journal recovery, when one is due and ``recover_here``)."""
     journal = read_journal(data_dir)
     if journal is None:
         found = which_state(world, data_dir)
@@ -111,8 +121,8 @@ def check_after_kill(world, data_dir, by_module):
         assert which_state(world, data_dir) == 'new'
         return 'committed: new'
     assert journal['state'] == _swap.SWAPPING
-    if by_module:
-        return 'swapping: left to the module'
+    if not recover_here:
+        return 'swapping: left to the next run'
     assert _swap.recover(_swap.Layout(str(data_dir))) == 'rolled_back'
     assert which_state(world, data_dir) == 'old'
     return 'swapping: rolled back to old'
@@ -123,6 +133,7 @@ def check_finished(world, data_dir, keep):
     assert which_state(world, data_dir) == 'new'
     names = sorted(os.listdir(str(data_dir)))
     pre = [n for n in names if n.startswith(_restore.PRE_RESTORE_PREFIX)]
+    keep = keep and bool(world['old'])  # nothing to keep on a fresh host
     assert len(pre) == (1 if keep else 0) and sorted(set(names) - set(pre)) == ['data', 'nexus.db'], names
     assert os.listdir(os.path.join(str(data_dir), 'data')) == ['keys']
     if keep:
@@ -137,14 +148,15 @@ def kill_and_recover(world, keep, phases, per_phase):
     survived = []
     outcomes = collections.Counter()
     for n, index in enumerate(points):
-        run_dir = world['base'] / ('kill-%s-%03d' % (keep, index))
+        run_dir = world['base'] / ('kill-%s-%d-%03d' % (keep, len(world['old']), index))
         data_dir = run_dir / 'nexus'
-        shutil.copytree(str(world['template']), str(data_dir))
+        make_old(world, data_dir)
         args = restore_args(world, data_dir, keep)
         res = killpoints.spawn('nexus_restore', args, run_dir / 'child', kill_at=index)
         assert res.killed, 'event %d: not killed (rc=%s)\n%s' % (index, res.returncode, res.stderr[-3000:])
         by_module = n % MODULE_SAMPLE_EVERY == 0
-        outcome = check_after_kill(world, data_dir, by_module)
+        # Every other kill: recover here to see the old state; else the next run must do it itself.
+        outcome = check_after_kill(world, data_dir, recover_here=not by_module and n % 2 == 0)
         outcomes[outcome] += 1
         if by_module:
             out = run_module('nexus.secrets.nexus_restore', args)
@@ -156,8 +168,8 @@ def kill_and_recover(world, keep, phases, per_phase):
         survived.append((res.report['phase'], res.report['label'], by_module))
     hit = collections.Counter(phase for phase, _label, _mod in survived)
     steps = sorted({label for _p, label, _m in survived if label and label.startswith('checkpoint')})
-    print('\nRESTORE CRASH (pre_restore_backup=%s): %d kills survived (%d recovered by the real module); '
-          'events in one run: %d' % (keep, len(survived), sum(1 for s in survived if s[2]), len(record['phases'])))
+    print('\nRESTORE CRASH (pre_restore_backup=%s, %s): %d kills survived (%d recovered by the real module); '
+          'events in one run: %d' % (keep, 'old data dir' if world['old'] else 'fresh host', len(survived), sum(1 for s in survived if s[2]), len(record['phases'])))
     print('RESTORE CRASH: kills per phase: %s' % dict(sorted(hit.items())))
     print('RESTORE CRASH: states after kill: %s' % dict(sorted(outcomes.items())))
     print('RESTORE CRASH: swap steps hit: %s' % ', '.join(steps))
@@ -183,3 +195,9 @@ def test_restore_survives_sigkill_in_every_phase(world):
 def test_restore_without_pre_restore_copy_survives_sigkill_while_deleting_the_old_state(world):
     survived, _data_dir = kill_and_recover(world, False, NO_COPY_PHASES, NO_COPY_KILLS_PER_PHASE)
     assert len(survived) >= 12
+
+
+def test_restore_onto_a_fresh_host_survives_sigkill(world):
+    """No data dir at all before (disaster recovery onto a new host): the old state is 'nothing'."""
+    survived, _data_dir = kill_and_recover(dict(world, old={}), True, FRESH_PHASES, FRESH_KILLS_PER_PHASE)
+    assert len(survived) >= 8
