@@ -113,7 +113,8 @@ def fleet(tmp_path):
 
 def test_fleet_backup_then_disaster_recovery(fleet, tmp_path):
     ports = fleet
-    common = {'nexus_backup_password': SECRETS['backup_password'], 'nexus_backup_install_deps': False}
+    common = {'nexus_backup_password': SECRETS['backup_password'], 'nexus_backup_install_deps': False,
+              'nexus_backup_fetch_dir': str(tmp_path / 'fetched')}
 
     # One host with a wrong data directory: the other two are still backed up, all three summarised.
     broken = write_inventory(tmp_path / 'broken.yml', host_vars(
@@ -133,16 +134,23 @@ def test_fleet_backup_then_disaster_recovery(fleet, tmp_path):
     expected = {host: snapshot('http://127.0.0.1:%d' % ports[host]) for host in HOSTS}
     assert [len(expected[h]) for h in HOSTS] == [4, 5, 6]
 
-    # The disaster: every server killed, every database and keyring gone.
+    # The disaster: every server killed, every database and keyring gone; nexus-c lost its local
+    # backups too and is recovered from the copy fetched to the controller.
     for host in HOSTS:
         ctl('stop', '--kill', '--workdir', str(tmp_path / host / 'nexus'))
         (tmp_path / host / 'nexus' / 'nexus.db').unlink()
         shutil.rmtree(tmp_path / host / 'nexus' / 'data' / 'keys')
+    shutil.rmtree(tmp_path / 'nexus-c' / 'backups')
+    fetched_c = sorted((tmp_path / 'fetched' / 'nexus-c').glob('nexus-backup-*.tar.gz.enc'))
+    assert len(fetched_c) == 1 and fetched_c[0].with_name(fetched_c[0].name + '.sha256').exists()
 
     # Each host has its own keyring password: a host variable, never on a command line.
     inventory_data = host_vars(tmp_path, ports)
     for host in HOSTS:
         inventory_data['all']['children']['nexus_servers']['hosts'][host]['nexus_dr_key_password'] = KEY_PASSWORDS[host]
+    inventory_data['all']['children']['nexus_servers']['hosts']['nexus-c'].update({
+        'nexus_dr_backup_controller_file': str(fetched_c[0]),
+        'nexus_dr_backup_upload_dir': str(tmp_path / 'nexus-c' / 'uploaded')})
     dr_inventory = tmp_path / 'dr-inventory.yml'
     write_inventory(dr_inventory, inventory_data)
     dr_inventory.chmod(0o600)
@@ -155,6 +163,9 @@ def test_fleet_backup_then_disaster_recovery(fleet, tmp_path):
 
     for host in HOSTS:
         assert snapshot('http://127.0.0.1:%d' % ports[host]) == expected[host], host
+
+    uploaded = tmp_path / 'nexus-c' / 'uploaded'
+    assert sorted(p.name for p in uploaded.iterdir()) == [fetched_c[0].name, fetched_c[0].name + '.sha256']
 
     reports = sorted(report_dir.glob('nexus-dr-*.json'))
     assert len(reports) == 1 and reports[0].with_suffix('.md').exists()
