@@ -5,8 +5,9 @@ No kill hook lives in production code: the child installs a profiler (``sys.setp
 functions, calls of ``os``-level primitives (rename, unlink, fsync, mkdir, ...) made from them or
 from ``shutil``, and SQLite calls (``execute``, ``backup``, ...) made from them - and tags each with
 the phase it belongs to (``RESTORE_PHASES`` / ``BACKUP_PHASES``: the phase of the last
-phase-defining function entered). A calibration run (``record``) writes the phase sequence; a kill run (``kill_at=N``) writes the phase and label of
-event N to ``report`` and then sends itself SIGKILL, exactly like ``kill -9`` in an outage.
+phase-defining function entered). A calibration run (``record``) writes the phase sequence; a kill run
+(``kill_at=N``) writes the phase and label of event N to ``report`` and then sends itself SIGKILL,
+exactly like ``kill -9`` in an outage.
 
 The module's ``main()`` runs in-process with its arguments handed over as Ansible does for a
 debugging run, so the whole module code path (argument handling, core calls, retention) is what
@@ -151,7 +152,8 @@ def child_main(spec_path):
     basic._ANSIBLE_ARGS = json.dumps({'ANSIBLE_MODULE_ARGS': spec['args']}).encode()
     basic._ANSIBLE_PROFILE = 'legacy'
     main_mod, files = _load_module_files(spec['module'])
-    profiler = Profiler(PHASE_MAPS[spec['module']], PHASE_RANKS[spec['module']], files, kill_at=spec.get('kill_at'), report=spec['report'],
+    profiler = Profiler(PHASE_MAPS[spec['module']], PHASE_RANKS[spec['module']], files,
+                        kill_at=spec.get('kill_at'), report=spec['report'],
                         record=spec.get('record', False))
     if profiler.record or profiler.kill_at is not None:  # a plain run is not slowed down by the profiler
         threading.setprofile(profiler)

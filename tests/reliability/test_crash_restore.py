@@ -169,7 +169,8 @@ def kill_and_recover(world, keep, phases, per_phase):
     hit = collections.Counter(phase for phase, _label, _mod in survived)
     steps = sorted({label for _p, label, _m in survived if label and label.startswith('checkpoint')})
     print('\nRESTORE CRASH (pre_restore_backup=%s, %s): %d kills survived (%d recovered by the real module); '
-          'events in one run: %d' % (keep, 'old data dir' if world['old'] else 'fresh host', len(survived), sum(1 for s in survived if s[2]), len(record['phases'])))
+          'events in one run: %d' % (keep, 'old data dir' if world['old'] else 'fresh host', len(survived),
+                                     sum(1 for s in survived if s[2]), len(record['phases'])))
     print('RESTORE CRASH: kills per phase: %s' % dict(sorted(hit.items())))
     print('RESTORE CRASH: states after kill: %s' % dict(sorted(outcomes.items())))
     print('RESTORE CRASH: swap steps hit: %s' % ', '.join(steps))
