@@ -29,7 +29,7 @@ def stop_leftover_servers(workdir):
 @pytest.mark.parametrize('scenario', SCENARIOS)
 def test_molecule_scenario(scenario, tmp_path):
     workdir = tmp_path / 'work'
-    env = ansible_env({'NEXUS_MOLECULE_WORKDIR': str(workdir), 'NO_COLOR': '1', 'MOLECULE_NO_LOG': 'false'})
+    env = ansible_env({'NEXUS_MOLECULE_WORKDIR': str(workdir), 'NO_COLOR': '1'})
     # Secrets for the scenarios come from their vars files; none may leak in from the caller.
     for name in ('NEXUS_KEY_PASSWORD', 'NEXUS_BACKUP_PASSWORD', 'NEXUS_PASSWORD', 'NEXUS_USERNAME'):
         env.pop(name, None)
