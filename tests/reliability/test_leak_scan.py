@@ -117,6 +117,12 @@ def test_every_module_path(nexus_server_factory, ansible_playbook, tmp_path):
         {'name': 'backup', 'nexus.secrets.nexus_backup': {
             'data_dir': str(source.workdir), 'dest': str(tmp_path / 'backups'),
             'backup_password': '{{ backup_password }}'}, 'register': 'backup'},
+        {'name': 'backup check', 'nexus.secrets.nexus_backup': {
+            'data_dir': str(source.workdir), 'dest': str(tmp_path / 'backups'),
+            'backup_password': '{{ backup_password }}', 'keep_last': 1}, 'check_mode': True},
+        {'name': 'backup missing data dir', 'nexus.secrets.nexus_backup': {
+            'data_dir': str(tmp_path / 'absent'), 'dest': str(tmp_path / 'backups'),
+            'backup_password': '{{ backup_password }}'}, 'ignore_errors': True},
         {'name': 'info', 'nexus.secrets.nexus_backup_info': {
             'path': str(tmp_path / 'backups'), 'backup_password': '{{ backup_password }}',
             'key_password': '{{ key_password }}', 'verify': True, 'tmp_dir': str(tmp_path / 'verify-tmp')}},
@@ -153,6 +159,7 @@ def test_every_module_path(nexus_server_factory, ansible_playbook, tmp_path):
 
     # The runs did what they should (a scan of runs that did nothing would prove nothing).
     assert res.task('info')['backups'][0]['valid'] is True
+    assert res.task('backup check').get('failed') is not True and res.task('backup missing data dir')['failed']
     assert res.task('restore')['changed'] is True and res.task('restore wrong password')['failed'] is True
     assert 'does not unlock' in res.task('restore wrong key password')['msg']
     assert res.task('export encrypted')['count'] == SECRETS
