@@ -45,8 +45,8 @@ def tree(root):
 
 
 def mutate(data, flips, cut, insert):
-    """``data`` with byte flips (position, xor), truncated to ``cut`` (None: whole) and ``insert``
-    spliced in at the cut point; positions wrap around the length."""
+    """``data`` with byte flips (position, xor), then at offset ``cut`` (None: no cut) either
+    ``insert`` spliced in or, when ``insert`` is empty, the rest cut off; positions wrap around."""
     buf = bytearray(data)
     for pos, xor in flips:
         if buf:
