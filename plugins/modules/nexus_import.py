@@ -316,7 +316,7 @@ def load_secrets(module, src, password):
 def diff_of(results):
     lines = []
     for outcome in OUTCOMES:
-        paths = sorted(path for path, (got, _) in results.items() if got == outcome)
+        paths = sorted(path for path, (got, dummy) in results.items() if got == outcome)
         if paths:
             lines.append('%s (%d):\n' % (outcome, len(paths)))
             lines.extend('  %s\n' % path for path in paths)
