@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 
 from tests.nexus_server.harness import ApiClient, free_port, login  # noqa: E402
 
-DEMO_DIR = REPO / '.cache' / 'demo'
+# NEXUS_DEMO_DIR lets the test-suite run the demo in a temporary directory.
+DEMO_DIR = Path(os.environ.get('NEXUS_DEMO_DIR') or REPO / '.cache' / 'demo').resolve()
 SERVER_DIR = DEMO_DIR / 'nexus'
 ENV_FILE = DEMO_DIR / 'environment'
 BACKUP_DIR = DEMO_DIR / 'backups'
@@ -36,6 +37,14 @@ REPORT_DIR = DEMO_DIR / 'reports'
 CTL = REPO / 'tests' / 'nexus_server' / 'ctl.py'
 COLLECTIONS = Path(os.environ.get('ANSIBLE_COLLECTIONS_PATH', str(REPO / '.cache' / 'collections')))
 SECRET_COUNT = 24
+
+
+def shown(path):
+    """A path as the reader best finds it: relative to the repository when inside it."""
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def say(text=''):
@@ -78,7 +87,7 @@ def ctl(*args, check=True):
 
 
 def run_playbook(name, inventory, vars_file, log_name):
-    """Run a playbook, show one line per task, keep the full output in .cache/demo/<log_name>."""
+    """Run a playbook, show one line per task, keep the full output in DEMO_DIR/<log_name>."""
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR='1',
                ANSIBLE_FORCE_COLOR='0', ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_DEPRECATION_WARNINGS='0',
                ANSIBLE_RETRY_FILES_ENABLED='0', PATH=str(Path(sys.executable).parent) + os.pathsep
@@ -87,8 +96,7 @@ def run_playbook(name, inventory, vars_file, log_name):
         env.pop(leaked, None)
     cmd = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', str(inventory),
            str(REPO / 'playbooks' / name), '-e', '@' + str(vars_file)]
-    say('   $ ansible-playbook -i %s playbooks/%s -e @%s' % (inventory.relative_to(REPO), name,
-                                                             vars_file.relative_to(REPO)))
+    say('   $ ansible-playbook -i %s playbooks/%s -e @%s' % (shown(inventory), name, shown(vars_file)))
     task = None
     with open(DEMO_DIR / log_name, 'w') as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -123,7 +131,7 @@ def main():
     try:
         step(1, 'Start a NEXUS server', 'The reference server behaves like the real `nexus -storage sqlite`: '
              'database in %s, keyring in data/keys, unlocked by NEXUS_KEY_PASSWORD from %s.'
-             % (SERVER_DIR.relative_to(REPO), ENV_FILE.relative_to(REPO)))
+             % (shown(SERVER_DIR), shown(ENV_FILE)))
         private_file(ENV_FILE, env_file_line(key_password))
         subprocess.run(['sh', '-c', start_script(port)], check=True, capture_output=True, timeout=120)
         server_started = True
@@ -162,13 +170,13 @@ def main():
         step(3, 'Back up with playbooks/backup.yml', 'A consistent snapshot while the server runs (the WAL '
              'included), encrypted in nexusctl\'s format, then decrypted again to prove it is usable.')
         if run_playbook('backup.yml', inventory, vars_file, 'backup.log') != 0:
-            raise RuntimeError('the backup playbook failed; see .cache/demo/backup.log')
+            raise RuntimeError('the backup playbook failed; see %s' % shown(DEMO_DIR / 'backup.log'))
 
         step(4, 'Disaster', 'kill -9 the server and delete nexus.db and data/keys: every secret is gone.')
         ctl('stop', '--kill', '--workdir', str(SERVER_DIR))
         (SERVER_DIR / 'nexus.db').unlink()
         shutil.rmtree(SERVER_DIR / 'data' / 'keys')
-        say('   left in %s: %s' % (SERVER_DIR.relative_to(REPO),
+        say('   left in %s: %s' % (shown(SERVER_DIR),
                                    ', '.join(sorted(p.name for p in SERVER_DIR.iterdir())) or 'nothing'))
 
         step(5, 'Recover with playbooks/disaster_recovery.yml', 'Preflight proves the backup decrypts and the '
@@ -192,7 +200,7 @@ def main():
                 say('   %s: %s' % (label, ', '.join(paths)))
 
         step(7, 'The recovery report', 'Written by the role as JSON and Markdown under %s.'
-             % REPORT_DIR.relative_to(REPO))
+             % shown(REPORT_DIR))
         for report in sorted(REPORT_DIR.glob('nexus-dr-*.md')):
             say()
             say(report.read_text())
