@@ -202,3 +202,35 @@ def test_restore_onto_a_fresh_host_survives_sigkill(world):
     """No data dir at all before (disaster recovery onto a new host): the old state is 'nothing'."""
     survived, _data_dir = kill_and_recover(dict(world, old={}), True, FRESH_PHASES, FRESH_KILLS_PER_PHASE)
     assert len(survived) >= 6
+
+
+def test_recovery_itself_survives_sigkill(world):
+    """Kill a restore mid-swap, then kill the next run at every step of its rollback; a third run finishes."""
+    record = calibrate(world, True)
+    first = next(int(i) for i, label in record['labels'].items() if label == 'checkpoint install data/keys')
+
+    def killed_mid_swap(name):
+        data_dir = world['base'] / name / 'nexus'
+        make_old(world, data_dir)
+        args = restore_args(world, data_dir, True)
+        assert killpoints.spawn('nexus_restore', args, world['base'] / name / 'child', kill_at=first).killed
+        assert read_journal(data_dir)['state'] == _swap.SWAPPING
+        return data_dir, args
+
+    data_dir, args = killed_mid_swap('recovery-calibration')
+    second = killpoints.spawn('nexus_restore', args, data_dir.parent / 'child2', record=True)
+    assert second.returncode == 0, second.stderr[-3000:]
+    rollback_steps = sorted(int(i) for i, label in second.record['labels'].items()
+                            if label.startswith(('checkpoint rollback', 'checkpoint remove empty pre_restore')))
+    assert len(rollback_steps) >= 6, second.record['labels']
+    for index in rollback_steps:
+        data_dir, args = killed_mid_swap('recovery-kill-%03d' % index)
+        res = killpoints.spawn('nexus_restore', args, data_dir.parent / 'child2', kill_at=index)
+        assert res.killed and res.report['label'].startswith('checkpoint'), res.report
+        journal = read_journal(data_dir)
+        assert journal is None or journal['state'] == _swap.SWAPPING
+        if journal is None:  # the rollback got as far as dropping the journal: the old state is back
+            assert which_state(world, data_dir) == 'old'
+        _restore.restore(args['src'], BACKUP_PASSWORD, _swap.Layout(str(data_dir)), key_password=NEW_KEY_PASSWORD)
+        check_finished(world, data_dir, True)
+    print('\nRESTORE CRASH: recovery killed at %d rollback steps, each finished by the next run' % len(rollback_steps))
