@@ -181,7 +181,7 @@ def check_sources(db_path, keys_dir):
 def remove_stale_private_dirs(dest_dir):
     """Remove the private dirs that killed backups (SIGKILL, power loss) left in ``dest_dir``.
 
-    Only call this holding ``dest_dir``'s exclusive lock (``_hold_dest``): then no backup is running.
+    Only call this holding ``dest_dir``'s lock (``_hold_dest``): then no backup is running.
     """
     removed = []
     for name in os.listdir(dest_dir):
@@ -193,10 +193,11 @@ def remove_stale_private_dirs(dest_dir):
 
 
 def _hold_dest(dest_dir):
-    """A shared lock on ``dest_dir`` for the whole backup: the fd, or None where flock is unsupported.
+    """Lock ``dest_dir`` exclusively for the whole backup: the fd, or None where flock is unsupported.
 
-    Every backup holds it shared while its private dir exists; one that gets it exclusively first
-    knows no backup is running and removes what killed ones left behind.
+    Overlapping backups into one directory (a slow run meeting the next scheduled one) would race
+    on retention and double the load, so a second one fails at once. Holding the lock also proves
+    no backup is running, so what killed ones left behind can go.
     """
     try:
         fd = os.open(dest_dir, os.O_RDONLY)
@@ -205,16 +206,12 @@ def _hold_dest(dest_dir):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
-        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-            os.close(fd)
-            return None
-    else:
-        remove_stale_private_dirs(dest_dir)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-    except OSError:
         os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise BackupError('another backup into %s is already running; not starting a second one'
+                              % dest_dir)
         return None
+    remove_stale_private_dirs(dest_dir)
     return fd
 
 

@@ -93,6 +93,8 @@ notes:
   - The backup file is encrypted; the database inside holds only encrypted secret values, and the
     keyring inside is itself encrypted with the keyring password (E(NEXUS_KEY_PASSWORD)). Keep the
     backup password and the keyring password apart from the backups.
+  - One backup runs per O(dest) at a time (an exclusive lock on the directory); a second one fails at
+    once with a message saying a backup is already running, so a scheduled run never overlaps a slow one.
 seealso:
   - module: nexus.secrets.nexus_restore
   - module: nexus.secrets.nexus_backup_info

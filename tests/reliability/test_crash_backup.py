@@ -142,24 +142,26 @@ def test_failed_backup_with_keep_last_1_keeps_the_previous_good_one(world):
     check_backup(dest / GOOD, base / 'verify')
 
 
-def test_next_backup_removes_what_killed_ones_left_but_never_a_running_ones(world, tmp_path):
+def test_a_running_backup_blocks_the_next_which_then_removes_what_killed_ones_left(world, tmp_path):
     dest = tmp_path / 'dest'
     shutil.copytree(str(world['seeded']), str(dest))
     src = (str(world['src'] / 'nexus.db'), str(world['src'] / 'data' / 'keys'), str(dest), PASSWORD)
     killed = dest / (_backup.PRIVATE_PREFIX + 'killed')
     killed.mkdir(mode=0o700)
     (killed / 'backup.tmp').write_bytes(b'half a backup')
-    # A backup in progress holds dest's lock shared for as long as its private dir exists.
+    # A backup in progress holds dest's lock for as long as its private dir exists.
     lock_fd = os.open(str(dest), os.O_RDONLY)
-    fcntl.flock(lock_fd, fcntl.LOCK_SH)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)
     running = dest / (_backup.PRIVATE_PREFIX + 'running')
     running.mkdir(mode=0o700)
     try:
-        _backup.create_backup(*src, name=KILLED)
-        assert running.is_dir() and killed.is_dir()  # clean-up waits until no backup runs
+        with pytest.raises(_backup.BackupError, match='already running'):
+            _backup.create_backup(*src, name=KILLED)
+        assert running.is_dir() and killed.is_dir()  # nothing is touched while a backup runs
     finally:
         os.close(lock_fd)
     running.rmdir()  # that backup finished
     _backup.create_backup(*src, name=NEXT)
-    assert sorted(os.listdir(str(dest))) == sorted(n + s for n in (GOOD, KILLED, NEXT)
+    assert not killed.exists()
+    assert sorted(os.listdir(str(dest))) == sorted(n + s for n in (GOOD, NEXT)
                                                    for s in ('', _retention.SIDECAR_SUFFIX))
