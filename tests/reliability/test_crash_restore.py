@@ -100,8 +100,8 @@ def make_old(world, data_dir):
         os.makedirs(os.path.dirname(str(data_dir)), exist_ok=True)
 
 
-def calibrate(world, keep):
-    run_dir = world['base'] / ('calibration-%s-%d' % (keep, len(world['old'])))
+def calibrate(world, keep, tag=''):
+    run_dir = world['base'] / ('calibration-%s-%d%s' % (keep, len(world['old']), tag))
     data_dir = run_dir / 'nexus'
     make_old(world, data_dir)
     res = killpoints.spawn('nexus_restore', restore_args(world, data_dir, keep), run_dir / 'child', record=True)
@@ -206,7 +206,7 @@ def test_restore_onto_a_fresh_host_survives_sigkill(world):
 
 def test_recovery_itself_survives_sigkill(world):
     """Kill a restore mid-swap, then kill the next run at every step of its rollback; a third run finishes."""
-    record = calibrate(world, True)
+    record = calibrate(world, True, tag='-recovery')
     first = next(int(i) for i, label in record['labels'].items() if label == 'checkpoint install data/keys')
 
     def killed_mid_swap(name):
