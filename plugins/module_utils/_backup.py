@@ -68,6 +68,7 @@ class _BackgroundFlush(object):
     def __init__(self, fd):
         self._fd = fd
         self._unflushed = 0
+        self._pending = False
         self._wake = threading.Event()
         self._stop = False
         self._error = None
@@ -80,18 +81,22 @@ class _BackgroundFlush(object):
         while True:
             self._wake.wait()
             self._wake.clear()
+            # A flush asked for just before close() still runs, so its error is never lost.
+            if self._pending:
+                self._pending = False
+                try:
+                    sync(self._fd)
+                except OSError as exc:  # reported by close()
+                    self._error = exc
+                    return
             if self._stop:
-                return
-            try:
-                sync(self._fd)
-            except OSError as exc:  # reported by close(); the final fsync would fail the same way
-                self._error = exc
                 return
 
     def wrote(self, size):
         self._unflushed += size
         if self._unflushed >= FLUSH_EVERY:
             self._unflushed = 0
+            self._pending = True
             self._wake.set()
 
     def close(self):
