@@ -299,7 +299,7 @@ def _create_in(private, db_path, keys_dir, dest_dir, final_path, password, mode)
         with contextlib.suppress(OSError):
             os.unlink(final_path)
         raise
-    _fsutil.fsync_dir(dest_dir)
+    _fsutil.fsync_path(dest_dir)
     return {'path': final_path, 'size': sink.size, 'sha256': digest, 'members': members, 'secrets': secrets}
 
 

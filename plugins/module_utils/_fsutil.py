@@ -14,8 +14,8 @@ import shutil
 import tempfile
 
 
-def fsync_dir(path):
-    """Make a rename or unlink inside ``path`` durable."""
+def fsync_path(path):
+    """Make a file's data, or a rename or unlink inside a directory, durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -49,7 +49,7 @@ def atomic_write(path, mode=0o600):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(directory)
+    fsync_path(directory)
 
 
 def remove_tree(path):

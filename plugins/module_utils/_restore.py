@@ -21,7 +21,7 @@ import pwd
 import stat
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _swap, _verify
-from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import fsync_dir, make_private_dir, remove_tree
+from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import fsync_path, make_private_dir, remove_tree
 
 STAGING_PREFIX = '.nexus-restore-'
 JOURNAL_TEMP_PREFIX = '.' + _swap.JOURNAL_NAME + '.'
@@ -111,14 +111,6 @@ def in_place(layout, staged, owner_ids=NO_OWNER):
                for name in staged.key_names())
 
 
-def _fsync_file(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def prepare_staged(staged, owner_ids):
     """Give the staged files their final modes and owners, and make them durable before the swap."""
     paths = [(staged.db_path, FILE_MODE)]
@@ -128,8 +120,8 @@ def prepare_staged(staged, owner_ids):
         os.chmod(path, mode)
         if owner_ids != NO_OWNER:
             os.chown(path, owner_ids[0], owner_ids[1])
-        _fsync_file(path)
-    fsync_dir(staged.root)
+        fsync_path(path)
+    fsync_path(staged.root)
 
 
 def _existing_ancestor(path):

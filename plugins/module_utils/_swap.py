@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 
-from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import atomic_write, fsync_dir
+from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import atomic_write, fsync_path
 
 JOURNAL_NAME = '.nexus-restore.journal'
 JOURNAL_FORMAT = 1
@@ -75,9 +75,9 @@ class Layout(object):
 def _rename(src, dst, label):
     checkpoint(label)
     os.rename(src, dst)
-    fsync_dir(os.path.dirname(src))
+    fsync_path(os.path.dirname(src))
     if os.path.dirname(src) != os.path.dirname(dst):
-        fsync_dir(os.path.dirname(dst))
+        fsync_path(os.path.dirname(dst))
 
 
 def _mkdir(path, owner_ids, label):
@@ -86,7 +86,7 @@ def _mkdir(path, owner_ids, label):
     os.chmod(path, 0o700)  # whatever the umask
     if owner_ids != (-1, -1):
         os.chown(path, owner_ids[0], owner_ids[1])
-    fsync_dir(os.path.dirname(path))
+    fsync_path(os.path.dirname(path))
 
 
 def _remove_tree(path, label):
@@ -96,14 +96,14 @@ def _remove_tree(path, label):
             shutil.rmtree(path)
         else:
             os.unlink(path)
-        fsync_dir(os.path.dirname(path))
+        fsync_path(os.path.dirname(path))
 
 
 def _rmdir_if_empty(path, label):
     if os.path.isdir(path) and not os.listdir(path):
         checkpoint(label)
         os.rmdir(path)
-        fsync_dir(os.path.dirname(path))
+        fsync_path(os.path.dirname(path))
 
 
 def write_journal(path, journal, label):
@@ -271,7 +271,7 @@ def finish(layout, journal):
         _remove_tree(journal['pre_restore'], 'finish remove pre_restore')
     checkpoint('finish remove journal')
     os.unlink(layout.journal_path)
-    fsync_dir(layout.data_dir)
+    fsync_path(layout.data_dir)
 
 
 def recover(layout):
