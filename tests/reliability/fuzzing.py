@@ -8,12 +8,15 @@ function, same answers) to spend the time on the parsers instead.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _crypto
+from tests.nexus_server.harness import free_port
 
 # Fixed seed (derandomize) so CI sees the same inputs every run; no deadline on a loaded box.
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
@@ -55,3 +58,33 @@ def mutate(data, flips, cut, insert):
         cut %= len(buf) + 1
         buf = buf[:cut] + insert + buf[cut:] if insert else buf[:cut]
     return bytes(buf)
+
+
+def write_backups(directory, builders, source):
+    """Write ``builders[name](source)`` as nexusctl-named backup files; return their paths, sorted."""
+    directory.mkdir()
+    files = []
+    for name, build in sorted(builders.items()):
+        path = directory / ('nexus-backup-%s.tar.gz.enc' % name)
+        path.write_bytes(build(source))
+        files.append(str(path))
+    return files
+
+
+def restore_each_then_list(ansible_playbook, data, backups, files, password):
+    """One playbook: nexus_restore of every file into ``data`` (errors ignored), then
+    nexus_backup_info verifying ``backups``. Returns the run; tasks are 'restore' and 'info'.
+    The playbook lives outside the trees the callers compare before and after."""
+    with tempfile.TemporaryDirectory(prefix='nexus-fuzz-play-') as tmp:
+        playbook = os.path.join(tmp, 'restore-each.yml')
+        with open(playbook, 'w') as fh:
+            json.dump([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [
+                {'name': 'restore', 'nexus.secrets.nexus_restore': {
+                    'src': '{{ item }}', 'backup_password': '{{ password }}', 'data_dir': str(data),
+                    'health_url': 'http://127.0.0.1:%d/health' % free_port()},
+                 'loop': '{{ files }}', 'ignore_errors': True},
+                {'name': 'info', 'nexus.secrets.nexus_backup_info': {
+                    'path': str(backups), 'backup_password': '{{ password }}', 'verify': True,
+                    'tmp_dir': str(data)}},
+            ]}], fh)
+        return ansible_playbook(playbook, extra_vars={'files': files, 'password': password})

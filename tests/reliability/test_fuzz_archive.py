@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _archive, _crypto, _verify
 from tests.integration.restore.backups import leftovers, make_backup, make_data_dir, snapshot
-from tests.nexus_server.harness import free_port
-from tests.reliability.fuzzing import fuzz_settings, memoised_kdf, mutate, tree  # noqa: F401 (fixture)  # pylint: disable=unused-import
+from tests.reliability.fuzzing import memoised_kdf  # noqa: F401 (fixture)  # pylint: disable=unused-import
+from tests.reliability.fuzzing import fuzz_settings, mutate, restore_each_then_list, tree, write_backups
 
 PASSWORD = 'fuzz-archive-password'
 KEY_PASSWORD = 'fuzz-archive-key-password'
@@ -168,26 +168,11 @@ MUTANTS = {
 @pytest.mark.slow
 def test_modules_report_mutated_archives_cleanly(valid, ansible_playbook, tmp_path):
     backups = tmp_path / 'backups'
-    backups.mkdir()
-    files = []
-    for name, build in sorted(MUTANTS.items()):
-        path = backups / ('nexus-backup-%s.tar.gz.enc' % name)
-        path.write_bytes(build(valid))
-        files.append(str(path))
+    files = write_backups(backups, MUTANTS, valid)
     data = make_data_dir(tmp_path / 'data', live=2)
     good = make_backup(tmp_path / 'good.enc', PASSWORD, valid['data'])
-    playbook = tmp_path / 'mutants.yml'
-    playbook.write_text(json.dumps([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [
-        {'name': 'restore', 'nexus.secrets.nexus_restore': {
-            'src': '{{ item }}', 'backup_password': '{{ password }}', 'data_dir': str(data),
-            'health_url': 'http://127.0.0.1:%d/health' % free_port()},
-         'loop': '{{ files }}', 'ignore_errors': True},
-        {'name': 'info', 'nexus.secrets.nexus_backup_info': {
-            'path': str(backups), 'backup_password': '{{ password }}', 'verify': True,
-            'tmp_dir': str(tmp_path / 'data')}},
-    ]}]))
     before = snapshot(tmp_path)
-    res = ansible_playbook(playbook, extra_vars={'files': files + [str(good)], 'password': PASSWORD})
+    res = restore_each_then_list(ansible_playbook, data, backups, files + [str(good)], PASSWORD)
     restores = res.task('restore')['results']
     assert len(restores) == len(files) + 1
     for result in restores[:-1]:

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _envelope
 from ansible_collections.nexus.secrets.plugins.module_utils._envelope import EnvelopeError
 from tests.integration.restore.backups import leftovers, make_backup, make_data_dir, snapshot
-from tests.nexus_server.harness import free_port
-from tests.reliability.fuzzing import fuzz_settings, memoised_kdf, mutate, tree  # noqa: F401 (fixture)  # pylint: disable=unused-import
+from tests.reliability.fuzzing import memoised_kdf  # noqa: F401 (fixture)  # pylint: disable=unused-import
+from tests.reliability.fuzzing import fuzz_settings, mutate, restore_each_then_list, tree, write_backups
 
 PASSWORD = 'fuzz-envelope-password'
 SALT, NONCE = b'S' * 16, b'N' * 12
@@ -143,24 +143,9 @@ def test_modules_report_damaged_envelopes_cleanly(ansible_playbook, tmp_path):
     data = make_data_dir(tmp_path / 'data', live=3)
     good = make_backup(tmp_path / 'good.enc', PASSWORD, data).read_bytes()
     backups = tmp_path / 'backups'
-    backups.mkdir()
-    files = []
-    for name, damage in sorted(DAMAGE.items()):
-        path = backups / ('nexus-backup-%s.tar.gz.enc' % name)
-        path.write_bytes(damage(good))
-        files.append(str(path))
-    playbook = tmp_path / 'damaged.yml'
-    playbook.write_text(json.dumps([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [
-        {'name': 'restore', 'nexus.secrets.nexus_restore': {
-            'src': '{{ item }}', 'backup_password': '{{ password }}', 'data_dir': str(data),
-            'health_url': 'http://127.0.0.1:%d/health' % free_port()},
-         'loop': '{{ files }}', 'ignore_errors': True},
-        {'name': 'info', 'nexus.secrets.nexus_backup_info': {
-            'path': str(backups), 'backup_password': '{{ password }}', 'verify': True,
-            'tmp_dir': str(tmp_path / 'data')}},
-    ]}]))
+    files = write_backups(backups, DAMAGE, good)
     before = snapshot(tmp_path)
-    res = ansible_playbook(playbook, extra_vars={'files': files, 'password': PASSWORD})
+    res = restore_each_then_list(ansible_playbook, data, backups, files, PASSWORD)
     restores = res.task('restore')['results']
     assert len(restores) == len(files)
     for result in restores:
