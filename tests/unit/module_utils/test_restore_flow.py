@@ -221,12 +221,12 @@ def test_failure_during_swap_restores_previous_state(world, label, monkeypatch):
     assert not os.path.exists(world['layout'].journal_path)
 
 
-def test_interrupted_restore_is_undone_then_redone_on_next_run(world):
-    labels = []
+def _restore_and_die_at(world, step):
+    """Run a restore in a child that dies (like SIGKILL: no clean-up) at swap step ``step``."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child dies half-way through the swap
         def die(name):
-            if name == 'install data/keys':
+            if name == step:
                 os._exit(86)
         _swap.checkpoint = die
         try:
@@ -234,6 +234,11 @@ def test_interrupted_restore_is_undone_then_redone_on_next_run(world):
         finally:
             os._exit(1)
     assert os.WEXITSTATUS(os.waitpid(pid, 0)[1]) == 86
+
+
+def test_interrupted_restore_is_undone_then_redone_on_next_run(world):
+    labels = []
+    _restore_and_die_at(world, 'install data/keys')
     assert os.path.exists(world['layout'].journal_path)
     # Half-swapped: new nexus.db with no keyring at all. The next run puts things right first.
     assert not (world['live'] / 'data' / 'keys').exists()
@@ -327,17 +332,7 @@ def test_one_restore_at_a_time(world):
 
 def test_check_mode_with_a_pending_journal_leaves_no_staging(world):
     """Check mode must not recover (that changes files) nor leak its own staging dir."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child dies half-way through the swap
-        def die(name):
-            if name == 'install nexus.db':
-                os._exit(86)
-        _swap.checkpoint = die
-        try:
-            _restore.restore(world['backup'], PASSWORD, world['layout'])
-        finally:
-            os._exit(1)
-    assert os.WEXITSTATUS(os.waitpid(pid, 0)[1]) == 86
+    _restore_and_die_at(world, 'install nexus.db')
     before = b.snapshot(world['live'])
     result = _restore.restore(world['backup'], PASSWORD, world['layout'], check_mode=True)
     assert any('interrupted restore' in w for w in result['warnings'])
