@@ -180,32 +180,36 @@ def _ustar_header(name, st, typeflag, size, mode):
     return bytes(header)
 
 
-def _write_file_member(out, name, path, mode=None):
+def _write_file_member(out, name, path, mode=None, size=None):
+    """Archive ``path`` as ``name``: its first ``size`` bytes (default: all of it)."""
     with open(path, 'rb') as src:
         st = os.fstat(src.fileno())
         member_mode = stat.S_IMODE(st.st_mode) if mode is None else mode
-        out.write(_ustar_header(name, st, tarfile.REGTYPE, st.st_size, member_mode))
-        remaining = st.st_size
+        size = st.st_size if size is None else size
+        out.write(_ustar_header(name, st, tarfile.REGTYPE, size, member_mode))
+        remaining = size
         while remaining:
             chunk = src.read(min(CHUNK_SIZE, remaining))
             if not chunk:
                 raise ArchiveError('%s shrank while it was being archived' % path)
             out.write(chunk)
             remaining -= len(chunk)
-        if st.st_size % BLOCK:
-            out.write(b'\0' * (BLOCK - st.st_size % BLOCK))
-    return {'name': name, 'size': st.st_size, 'type': 'file', 'mode': member_mode}
+        if size % BLOCK:
+            out.write(b'\0' * (BLOCK - size % BLOCK))
+    return {'name': name, 'size': size, 'type': 'file', 'mode': member_mode}
 
 
-def write_archive(out_fileobj, db_file, keys_dir, db_arcname=DB_NAME, db_mode=None, level=COMPRESS_LEVEL):
+def write_archive(out_fileobj, db_file, keys_dir, db_arcname=DB_NAME, db_mode=None, db_size=None,
+                  level=COMPRESS_LEVEL):
     """Stream the gzip'd tar of ``db_file`` and ``keys_dir`` into ``out_fileobj``.
 
     Returns the members as ``[{'name', 'size', 'type', 'mode'}]``. ``db_mode`` overrides the mode
-    recorded for the database (the snapshot is private; the archive records the live file's mode).
+    recorded for the database (the snapshot is private; the archive records the live file's mode);
+    ``db_size`` limits it to its first bytes (a live file may hold pages past the snapshot's end).
     A missing ``keys_dir`` yields an archive without key members.
     """
     gz = _GzipWriter(out_fileobj, level)
-    members = [_write_file_member(gz, db_arcname, db_file, db_mode)]
+    members = [_write_file_member(gz, db_arcname, db_file, db_mode, db_size)]
     if keys_dir is not None and os.path.isdir(keys_dir):
         st = os.stat(keys_dir)
         dir_mode = stat.S_IMODE(st.st_mode)

@@ -3,9 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Create one nexusctl-compatible encrypted backup, in one streaming pass, atomically.
 
-``SQLite online backup -> snapshot in a private 0700 dir -> tar -> gzip -> AES-GCM -> temp file
-(0600) -> fsync -> rename to the final name -> sha256sum sidecar``. Nothing appears under the
-final name unless it is complete. Private to this collection.
+``SQLite snapshot (the live file under a read lock, or an online-backup copy in a private 0700
+dir) -> tar -> gzip -> AES-GCM -> temp file (0600) -> fsync -> rename to the final name ->
+sha256sum sidecar``. Nothing appears under the final name unless it is complete. Private to this
+collection.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ import threading
 import queue
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _fsutil
-from ansible_collections.nexus.secrets.plugins.module_utils._archive import DB_NAME, ArchiveError, write_archive
+from ansible_collections.nexus.secrets.plugins.module_utils._archive import ArchiveError, write_archive
 from ansible_collections.nexus.secrets.plugins.module_utils._envelope import EnvelopeError, EnvelopeWriter
 from ansible_collections.nexus.secrets.plugins.module_utils._retention import SIDECAR_SUFFIX, backup_name
-from ansible_collections.nexus.secrets.plugins.module_utils._sqlite import (
-    DatabaseError, count_live_secrets, snapshot_database)
+from ansible_collections.nexus.secrets.plugins.module_utils._sqlite import DatabaseError, open_snapshot
 
 PRIVATE_PREFIX = '.nexus-backup-'
 WRITE_BUFFER = 1024 * 1024
@@ -259,28 +259,27 @@ def create_backup(db_path, keys_dir, dest_dir, password, name=None, mode=0o600):
 
 
 def _create_in(private, db_path, keys_dir, dest_dir, final_path, password, mode):
-    snapshot = os.path.join(private, DB_NAME)
-    snapshot_database(db_path, snapshot)
-    secrets = count_live_secrets(snapshot)
     db_mode = stat.S_IMODE(os.stat(db_path).st_mode)
-
     temp_path = os.path.join(private, 'backup.tmp')
-    fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, 'wb', WRITE_BUFFER) as raw:
-        flusher = _BackgroundFlush(raw.fileno())
-        try:
-            sink = _HashingFile(raw, flusher)
-            pipeline = _Pipeline(sink)
+    with open_snapshot(db_path, private) as snapshot:
+        fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, 'wb', WRITE_BUFFER) as raw:
+            flusher = _BackgroundFlush(raw.fileno())
             try:
-                envelope = EnvelopeWriter(pipeline, password)
-                members = write_archive(envelope, snapshot, keys_dir, db_mode=db_mode)
-                envelope.close()
+                sink = _HashingFile(raw, flusher)
+                pipeline = _Pipeline(sink)
+                try:
+                    envelope = EnvelopeWriter(pipeline, password)
+                    members = write_archive(envelope, snapshot.path, keys_dir, db_mode=db_mode,
+                                            db_size=snapshot.size)
+                    envelope.close()
+                finally:
+                    pipeline.close()  # also on errors: the worker must be gone before the file is removed
+                raw.flush()
             finally:
-                pipeline.close()  # also on errors: the worker must be gone before the file is removed
-            raw.flush()
-        finally:
-            flusher.close()
-        os.fsync(raw.fileno())
+                flusher.close()
+            os.fsync(raw.fileno())
+        secrets = snapshot.secrets
     os.chmod(temp_path, mode)
     digest = sink.sha256.hexdigest()
 

@@ -15,9 +15,12 @@ description:
   - Writes C(<dest>/nexus-backup-YYYY-MM-DD-HHMMSS.tar.gz.enc), byte-compatible with
     C(nexusctl backup create) (so C(nexusctl backup restore) and M(nexus.secrets.nexus_restore) both
     read it), plus a C(sha256sum)-compatible sidecar C(<file>.sha256).
-  - The database is copied with SQLite's online backup API, so a backup taken while the server runs
+  - The database is read inside one SQLite read transaction, so a backup taken while the server runs
     holds every committed transaction, including those still in C(nexus.db-wal) (nexusctl copies
-    C(nexus.db) alone and misses them). It works the same with the server stopped.
+    C(nexus.db) alone and misses them), and never blocks the server. With the server running, SQLite's
+    online backup API first copies that snapshot into the private directory in O(dest), which needs
+    free space for it. When the WAL is empty (the server stopped cleanly), C(nexus.db) itself holds the
+    snapshot and is streamed straight from the file under the read lock, with no copy.
   - One streaming pass with bounded memory (a few tens of MB whatever the database size). The file is
     written under a temporary name in a private C(0700) directory inside O(dest), fsynced and renamed;
     a failure (a full disk included) leaves no partial file under the final name and no temporary

@@ -3,7 +3,9 @@
 The module's ``main()`` (backup, then retention with ``keep_last: 1``) runs in a child process
 (``killpoints``) that kills itself at event N, spread over preflight, snapshot, archive, encrypt,
 publish (renames, sidecar, private dir removal) and retention (pruning). ``dest`` holds a good
-backup from before. After each kill:
+backup from before. It runs twice: on a cleanly stopped data dir (empty WAL: ``nexus.db`` is streamed
+from the file under a read lock) and on one a killed server left with committed frames in its WAL
+(SQLite's online backup copies the snapshot into the private dir first). After each kill:
 - every file under a backup name decrypts, unpacks and passes integrity_check, and its sidecar
   (when there is one) matches; at least one good backup is there (retention never leaves none);
 - the source data dir is unchanged;
@@ -37,14 +39,16 @@ PREFERRED = ('os.replace', 'os.rename', 'os.unlink', 'os.rmdir', 'sqlite3.backup
 MODULE_SAMPLE_EVERY = 10
 
 
-@pytest.fixture(scope='module')
-def world(tmp_path_factory):
-    base = tmp_path_factory.mktemp('crash-backup')
-    datadirs.make_data_dir(base / 'src', 'backup-key-password', 'src', padding_bytes=5 << 19)
+@pytest.fixture(scope='module', params=['stopped', 'killed-server'])
+def world(request, tmp_path_factory):
+    base = tmp_path_factory.mktemp('crash-backup-' + request.param)
+    datadirs.make_data_dir(base / 'src', 'backup-key-password', 'src', padding_bytes=5 << 19,
+                           killed=request.param == 'killed-server')
     seeded = base / 'seeded-dest'
     _backup.create_backup(str(base / 'src' / 'nexus.db'), str(base / 'src' / 'data' / 'keys'), str(seeded),
                           PASSWORD, name=GOOD)
-    return {'base': base, 'src': base / 'src', 'seeded': seeded, 'src_state': datadirs.state(base / 'src')}
+    return {'base': base, 'src': base / 'src', 'seeded': seeded, 'src_state': datadirs.state(base / 'src'),
+            'kind': request.param}
 
 
 def backup_args(world, dest, name, keep_last=1):
@@ -76,12 +80,15 @@ def check_dest_after_kill(dest, scratch):
 
 
 def check_source_untouched(world):
-    """The database and keys are unchanged. A snapshot killed with its read transaction open leaves
-    an *empty* ``-wal`` (and ``-shm``) beside the stopped database: SQLite's own, holding no data."""
+    """The database, its WAL and the keys are unchanged. A snapshot killed with its read transaction
+    open leaves an *empty* ``-wal`` (and ``-shm``) beside a stopped database: SQLite's own, no data."""
     got = datadirs.state(world['src'])
     assert got['nexus.db'] == world['src_state']['nexus.db']
     wal = world['src'] / 'nexus.db-wal'
-    assert not wal.exists() or wal.stat().st_size == 0
+    if world['kind'] == 'killed-server':
+        assert got['nexus.db-wal'] == world['src_state']['nexus.db-wal']
+    else:
+        assert not wal.exists() or wal.stat().st_size == 0
     assert {k: v for k, v in got.items() if k.startswith('data/keys')} == \
         {k: v for k, v in world['src_state'].items() if k.startswith('data/keys')}
 
@@ -119,8 +126,8 @@ def test_backup_survives_sigkill_in_every_phase(world):
         check_backup(dest / NEXT, run_dir / 'verify-next')
         survived.append((res.report['phase'], res.report['label'], by_module))
     per_phase = collections.Counter(phase for phase, _label, _m in survived)
-    print('\nBACKUP CRASH: %d kills survived (%d next runs by the real module); events in one run: %d'
-          % (len(survived), sum(1 for s in survived if s[2]), len(phases)))
+    print('\nBACKUP CRASH (%s): %d kills survived (%d next runs by the real module); events in one run: %d'
+          % (world['kind'], len(survived), sum(1 for s in survived if s[2]), len(phases)))
     print('BACKUP CRASH: kills per phase: %s' % dict(sorted(per_phase.items())))
     print('BACKUP CRASH: valid backups in dest after the kill: %s' % dict(sorted(seen.items())))
     print('BACKUP CRASH: steps hit: %s' % ', '.join(sorted({label for _p, label, _m in survived if label})))

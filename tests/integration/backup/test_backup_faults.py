@@ -6,6 +6,7 @@ server are real.
 
 import errno
 import os
+import sqlite3
 
 import pytest
 
@@ -76,15 +77,15 @@ def test_disk_full_on_the_sidecar_fsync(live, dest, monkeypatch):
 
 
 def test_snapshot_destination_fills_up(live, dest, monkeypatch):
-    """ENOSPC from SQLite while writing the snapshot is reported the same way."""
+    """ENOSPC from SQLite while writing the online-backup copy (a running server's WAL is not empty)."""
     from ansible_collections.nexus.secrets.plugins.module_utils import _sqlite
 
-    def full(db_path, dest_path):
+    def full(source, dest_path):
         with open(dest_path, 'wb') as fh:
             fh.write(b'partial')
-        raise _sqlite.DatabaseError('cannot snapshot database %s: database or disk is full' % db_path)
+        raise sqlite3.OperationalError('database or disk is full')
 
-    monkeypatch.setattr(_backup, 'snapshot_database', full)
+    monkeypatch.setattr(_sqlite, '_online_backup', full)
     with pytest.raises(BackupError, match='database or disk is full'):
         create_backup(str(live.db_path), str(live.keys_dir), str(dest), PASSWORD, name=NAME)
     assert_untouched(dest)

@@ -1,4 +1,8 @@
-"""Snapshots of a live WAL database, and the read-only checks, on real SQLite files."""
+"""Snapshots of a live WAL database, and the read-only checks, on real SQLite files.
+
+A snapshot is streamed from the live file when its WAL is empty, else copied by SQLite's online
+backup API (``streamed`` says which); the tests take both ways on real files.
+"""
 
 import os
 import shutil
@@ -7,11 +11,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
 from ansible_collections.nexus.secrets.plugins.module_utils._sqlite import (
-    DatabaseError, count_live_secrets, integrity_check, snapshot_database)
+    DatabaseError, count_live_secrets, integrity_check, open_snapshot)
 
 from tests.nexus_server.storage_sqlite import SCHEMA
 
@@ -37,6 +42,19 @@ def files(directory):
     return sorted(os.listdir(str(directory)))
 
 
+def take_snapshot(db, out, stream=True):
+    """Write the snapshot of ``db`` to the file ``out`` (as the backup reads it); return the Snapshot."""
+    scratch = '%s.scratch' % out
+    os.mkdir(scratch, 0o700)
+    try:
+        with open_snapshot(str(db), scratch, stream=stream) as snap:
+            with open(snap.path, 'rb') as src, open(str(out), 'wb') as dst:
+                dst.write(src.read(snap.size))  # test databases are small
+    finally:
+        shutil.rmtree(scratch)
+    return snap
+
+
 def test_snapshot_holds_what_only_the_wal_holds(tmp_path):
     live = tmp_path / 'nexus.db'
     conn = open_live(live)
@@ -46,27 +64,32 @@ def test_snapshot_holds_what_only_the_wal_holds(tmp_path):
     shutil.copyfile(str(live), str(tmp_path / 'plain-copy.db'))
     with pytest.raises(DatabaseError):
         count_live_secrets(str(tmp_path / 'plain-copy.db'))
-    snapshot_database(str(live), str(tmp_path / 'snap.db'))
-    assert count_live_secrets(str(tmp_path / 'snap.db')) == 50
-    assert integrity_check(str(tmp_path / 'snap.db')) is None
-    assert os.stat(str(tmp_path / 'snap.db')).st_mode & 0o777 == 0o600
+    scratch = tmp_path / 'scratch'
+    scratch.mkdir()
+    with open_snapshot(str(live), str(scratch)) as snap:
+        assert not snap.streamed and snap.path == str(scratch / 'nexus.db')  # the WAL is not empty
+        assert os.stat(snap.path).st_mode & 0o777 == 0o600
+        assert snap.secrets == 50 == count_live_secrets(snap.path)
+        assert integrity_check(snap.path) is None
     conn.close()
 
 
-def test_snapshot_changes_nothing_beside_a_live_database(tmp_path):
+@pytest.mark.parametrize('stream', [True, False], ids=['stream-allowed', 'online-backup'])
+def test_snapshot_changes_nothing_beside_a_live_database(tmp_path, stream):
     live_dir = tmp_path / 'live'
     live_dir.mkdir()
     conn = open_live(live_dir / 'nexus.db')
     add_secrets(conn, 0, 20)
     before = {name: (live_dir / name).read_bytes() for name in files(live_dir)}
-    snapshot_database(str(live_dir / 'nexus.db'), str(tmp_path / 'snap.db'))
+    assert take_snapshot(live_dir / 'nexus.db', tmp_path / 'snap.db', stream).secrets == 20
     assert files(live_dir) == ['nexus.db', 'nexus.db-shm', 'nexus.db-wal']
     assert (live_dir / 'nexus.db').read_bytes() == before['nexus.db']
     assert (live_dir / 'nexus.db-wal').read_bytes() == before['nexus.db-wal']
     conn.close()
 
 
-def test_snapshot_of_a_stopped_database_leaves_no_files_behind(tmp_path):
+@pytest.mark.parametrize('stream', [True, False], ids=['streamed', 'online-backup'])
+def test_snapshot_of_a_stopped_database_leaves_no_files_behind(tmp_path, stream):
     live_dir = tmp_path / 'live'
     live_dir.mkdir()
     conn = open_live(live_dir / 'nexus.db')
@@ -74,10 +97,15 @@ def test_snapshot_of_a_stopped_database_leaves_no_files_behind(tmp_path):
     add_secrets(conn, 10, 3, deleted=True)
     conn.close()  # a clean stop checkpoints and removes -wal/-shm
     assert files(live_dir) == ['nexus.db']
-    snapshot_database(str(live_dir / 'nexus.db'), str(tmp_path / 'snap.db'))
-    assert files(live_dir) == ['nexus.db']
+    before = (live_dir / 'nexus.db').read_bytes()
+    snap = take_snapshot(live_dir / 'nexus.db', tmp_path / 'snap.db', stream)
+    assert snap.streamed is stream and snap.secrets == 10
+    assert files(live_dir) == ['nexus.db'] and (live_dir / 'nexus.db').read_bytes() == before
     assert count_live_secrets(str(tmp_path / 'snap.db')) == 10
+    assert integrity_check(str(tmp_path / 'snap.db')) is None
     assert files(tmp_path) == ['live', 'snap.db']
+    if stream:
+        assert (tmp_path / 'snap.db').read_bytes() == before  # the file itself, byte for byte
 
 
 def test_snapshot_after_a_crash_reads_the_left_over_wal(tmp_path):
@@ -98,11 +126,13 @@ def test_snapshot_after_a_crash_reads_the_left_over_wal(tmp_path):
     ''' % os.getcwd())
     subprocess.run([sys.executable, '-c', script, str(live_dir / 'nexus.db')], check=True)
     assert 'nexus.db-wal' in files(live_dir)
-    snapshot_database(str(live_dir / 'nexus.db'), str(tmp_path / 'snap.db'))
+    snap = take_snapshot(live_dir / 'nexus.db', tmp_path / 'snap.db')
+    assert not snap.streamed
     assert count_live_secrets(str(tmp_path / 'snap.db')) == 30
 
 
-def test_snapshot_while_another_process_writes(tmp_path):
+@pytest.mark.parametrize('stream', [True, False], ids=['stream-allowed', 'online-backup'])
+def test_snapshot_while_another_process_writes(tmp_path, stream):
     """Every row committed before the snapshot started is in it; the copy is intact."""
     live = tmp_path / 'nexus.db'
     conn = open_live(live)
@@ -123,7 +153,7 @@ def test_snapshot_while_another_process_writes(tmp_path):
         while len(written) < 20:
             pass
         committed_before = 2000 + len(written)
-        snapshot_database(str(live), str(tmp_path / 'snap.db'))
+        take_snapshot(live, tmp_path / 'snap.db', stream)
     finally:
         stop.set()
         thread.join()
@@ -133,27 +163,107 @@ def test_snapshot_while_another_process_writes(tmp_path):
     conn.close()
 
 
+def checkpointing_writer(db_path, stop, log):
+    """Commits rows and forces checkpoints (passive, full, truncate) until ``stop``; logs what it did."""
+    conn = sqlite3.connect(db_path, isolation_level=None, timeout=0.05)
+    conn.execute('PRAGMA wal_autocheckpoint=1')  # the writer checkpoints after every commit, too
+    i = 500000
+    while not stop.is_set():
+        try:
+            add_secrets(conn, i, 1)
+            log['commits'] += 1
+            i += 1
+            for mode in ('PASSIVE', 'FULL', 'TRUNCATE'):
+                busy, frames, done = conn.execute('PRAGMA wal_checkpoint(%s)' % mode).fetchone()
+                log['checkpoints'] += 1
+                log['blocked'] += frames != done
+        except sqlite3.OperationalError:  # busy: FULL/TRUNCATE wait for readers, with a short timeout
+            log['busy'] += 1
+    conn.close()
+
+
+def test_a_streamed_snapshot_stays_one_point_in_time_while_checkpoints_run(tmp_path):
+    """The point of streaming from the live file: while the read lock is held, the writer commits
+    and checkpoints as hard as it can, and not one byte of what the snapshot reads changes."""
+    live_dir = tmp_path / 'live'
+    live_dir.mkdir()
+    db = live_dir / 'nexus.db'
+    conn = open_live(db)
+    add_secrets(conn, 0, 300)
+    conn.close()
+    before = db.read_bytes()
+    stop = threading.Event()
+    log = {'commits': 0, 'checkpoints': 0, 'blocked': 0, 'busy': 0}
+    thread = threading.Thread(target=checkpointing_writer, args=(str(db), stop, log))
+    scratch = tmp_path / 'scratch'
+    scratch.mkdir()
+    copied = bytearray()
+    try:
+        with open_snapshot(str(db), str(scratch)) as snap:
+            assert snap.streamed and snap.path == str(db) and snap.size == len(before)
+            thread.start()
+            with open(snap.path, 'rb') as src:
+                while len(copied) < snap.size:  # page by page, one commit and its checkpoints between pages
+                    commits, deadline = log['commits'], time.monotonic() + 10
+                    while log['commits'] == commits and time.monotonic() < deadline:
+                        time.sleep(0.001)
+                    copied += src.read(min(4096, snap.size - len(copied)))
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join()
+    assert bytes(copied) == before
+    assert log['commits'] >= len(before) // 4096 and log['blocked'] + log['busy'] > 0, log
+    (tmp_path / 'snap.db').write_bytes(bytes(copied))
+    assert count_live_secrets(str(tmp_path / 'snap.db')) == 300
+    after = sqlite3.connect(str(db))
+    assert after.execute('SELECT count(*) FROM secrets').fetchone()[0] == 300 + log['commits']
+    after.close()
+
+
+def test_a_rollback_journal_database_is_streamed(tmp_path):
+    """Not WAL (an old or converted database): the read lock alone keeps writers out of the file."""
+    db = tmp_path / 'nexus.db'
+    conn = open_live(db)
+    add_secrets(conn, 0, 40)
+    conn.execute('PRAGMA journal_mode=DELETE')
+    conn.close()
+    scratch = tmp_path / 'scratch'
+    scratch.mkdir()
+    with open_snapshot(str(db), str(scratch)) as snap:
+        assert snap.streamed and snap.secrets == 40
+        writer = sqlite3.connect(str(db), isolation_level=None, timeout=0.1)
+        with pytest.raises(sqlite3.OperationalError, match='locked'):
+            add_secrets(writer, 40, 1)
+        writer.close()
+    assert files(tmp_path) == ['nexus.db', 'scratch'] and files(scratch) == []
+
+
 def test_snapshot_refuses_an_existing_destination(tmp_path):
     conn = open_live(tmp_path / 'nexus.db')
-    (tmp_path / 'snap.db').write_text('keep')
+    add_secrets(conn, 0, 1)
+    scratch = tmp_path / 'scratch'
+    scratch.mkdir()
+    (scratch / 'nexus.db').write_text('keep')
     with pytest.raises(FileExistsError):
-        snapshot_database(str(tmp_path / 'nexus.db'), str(tmp_path / 'snap.db'))
-    assert (tmp_path / 'snap.db').read_text() == 'keep'
+        with open_snapshot(str(tmp_path / 'nexus.db'), str(scratch)):
+            pass
+    assert (scratch / 'nexus.db').read_text() == 'keep'
     conn.close()
 
 
 def test_snapshot_of_missing_or_bogus_database(tmp_path):
     with pytest.raises(DatabaseError, match='does not exist'):
-        snapshot_database(str(tmp_path / 'missing.db'), str(tmp_path / 'a.db'))
+        take_snapshot(tmp_path / 'missing.db', tmp_path / 'a.db')
     (tmp_path / 'bogus.db').write_bytes(b'not sqlite' * 1000)
     with pytest.raises(DatabaseError, match='not a database'):
-        snapshot_database(str(tmp_path / 'bogus.db'), str(tmp_path / 'b.db'))
+        take_snapshot(tmp_path / 'bogus.db', tmp_path / 'b.db')
 
 
 def test_integrity_check_finds_corruption_without_creating_files(tmp_path):
     conn = open_live(tmp_path / 'live.db')
     add_secrets(conn, 0, 500)
-    snapshot_database(str(tmp_path / 'live.db'), str(tmp_path / 'snap.db'))
+    take_snapshot(tmp_path / 'live.db', tmp_path / 'snap.db')
     conn.close()
     staging = tmp_path / 'staging'
     staging.mkdir()
@@ -181,7 +291,7 @@ def test_count_live_secrets_ignores_soft_deleted(tmp_path):
     conn = open_live(tmp_path / 'nexus.db')
     add_secrets(conn, 0, 7)
     add_secrets(conn, 7, 5, deleted=True)
-    snapshot_database(str(tmp_path / 'nexus.db'), str(tmp_path / 'snap.db'))
+    assert take_snapshot(tmp_path / 'nexus.db', tmp_path / 'snap.db').secrets == 7
     conn.close()
     assert count_live_secrets(str(tmp_path / 'snap.db')) == 7
 
@@ -197,8 +307,8 @@ def test_count_live_secrets_of_a_foreign_database(tmp_path):
 
 MEMORY_SCRIPT = textwrap.dedent('''
     import os, resource, sqlite3, sys
-    from ansible_collections.nexus.secrets.plugins.module_utils._sqlite import snapshot_database
-    src, dst, megabytes = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    from ansible_collections.nexus.secrets.plugins.module_utils._sqlite import open_snapshot
+    src, scratch, megabytes = sys.argv[1], sys.argv[2], int(sys.argv[3])
     conn = sqlite3.connect(src, isolation_level=None)
     conn.execute('PRAGMA journal_mode=WAL')
     conn.execute('CREATE TABLE secrets (id INTEGER PRIMARY KEY, value BLOB, deleted_at TEXT)')
@@ -208,14 +318,13 @@ MEMORY_SCRIPT = textwrap.dedent('''
         conn.execute('INSERT INTO secrets (value) VALUES (?)', (blob,))
     conn.execute('COMMIT')
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    snapshot_database(src, dst)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, os.path.getsize(dst))
+    with open_snapshot(src, scratch, stream=False) as snap:  # the online-backup copy
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, os.path.getsize(snap.path))
 ''')
 
 
 def test_snapshot_memory_is_bounded(tmp_path):
-    proc = subprocess.run([sys.executable, '-c', MEMORY_SCRIPT, str(tmp_path / 'big.db'), str(tmp_path / 'snap.db'),
-                           '200'], capture_output=True, text=True, check=True,
+    proc = subprocess.run([sys.executable, '-c', MEMORY_SCRIPT, str(tmp_path / 'big.db'), str(tmp_path), '200'], capture_output=True, text=True, check=True,
                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     grown_kib, size = (int(x) for x in proc.stdout.split())
     assert size > 200 * 1024 * 1024
