@@ -31,8 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 COLLECTIONS = REPO / '.cache' / 'collections'
 PKG = 'ansible_collections.nexus.secrets.plugins'
-UTILS = ('_archive', '_backup', '_crypto', '_envelope', '_fsutil', '_health', '_keyring', '_restore', '_retention',
-         '_sqlite', '_swap', '_verify')
+UTILS = ('_archive', '_backup', '_crypto', '_envelope', '_fsutil', '_health', '_iothreads', '_keyring', '_restore',
+         '_retention', '_sqlite', '_swap', '_verify')
 
 # (module basename, function name or '*') -> phase; functions not listed inherit the current phase.
 RESTORE_PHASES = {
@@ -45,6 +45,7 @@ RESTORE_PHASES = {
     ('_crypto', 'derive_key'): 'decrypt',
     ('_envelope', '*'): 'decrypt',
     ('_archive', '*'): 'extract',
+    ('_iothreads', '*'): 'extract',
     ('_verify', 'StagedBackup'): 'validate',
     ('_verify', '_check_members'): 'validate',
     ('_verify', 'check_schema'): 'validate',
@@ -63,7 +64,7 @@ BACKUP_PHASES = {
     ('_archive', '*'): 'archive',
     ('_crypto', 'derive_key'): 'encrypt',
     ('_envelope', '*'): 'encrypt',
-    ('_backup', '_HashingFile'): 'encrypt',
+    ('_iothreads', '*'): 'encrypt',
     ('_backup', 'sidecar_line'): 'publish',
     ('nexus_backup', 'plan_prune'): 'retention',
     ('_retention', '*'): 'retention',

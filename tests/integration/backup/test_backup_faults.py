@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _backup
+from ansible_collections.nexus.secrets.plugins.module_utils import _iothreads
 from ansible_collections.nexus.secrets.plugins.module_utils._backup import BackupError, create_backup
 
 from tests.integration.backup.independent_reader import read_backup
@@ -45,14 +45,19 @@ def assert_untouched(dest):
 
 @pytest.mark.parametrize('fail_after', [0, 100, 256 * 1024])
 def test_disk_full_while_writing_the_backup(live, dest, monkeypatch, fail_after):
-    real_write = _backup._HashingFile.write
+    class FillingDisk(object):
+        def __init__(self, fh):
+            self.fh, self.size = fh, 0
 
-    def write(self, data):
-        if self.size + len(data) > fail_after:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(self, data)
+        def write(self, data):
+            if self.size + len(data) > fail_after:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.size += len(data)
+            return self.fh.write(data)
 
-    monkeypatch.setattr(_backup._HashingFile, 'write', write)
+    real_init = _iothreads._WorkerWrites.__init__
+    monkeypatch.setattr(_iothreads._WorkerWrites, '__init__',
+                        lambda self, fh, flusher, observe: real_init(self, FillingDisk(fh), flusher, observe))
     with pytest.raises(BackupError) as err:
         create_backup(str(live.db_path), str(live.keys_dir), str(dest), PASSWORD, name=NAME)
     assert 'No space left on device' in str(err.value) and NAME in str(err.value)
@@ -101,7 +106,7 @@ def test_success_replaces_the_previous_file_atomically(live, dest):
 
 def test_background_flush_error_fails_the_backup(live, dest, monkeypatch):
     """An I/O error while pushing the file to disk mid-way is not lost: the backup fails cleanly."""
-    monkeypatch.setattr(_backup, 'FLUSH_EVERY', 4096)
+    monkeypatch.setattr(_iothreads, 'FLUSH_EVERY', 4096)
 
     def fdatasync(fd):
         raise OSError(errno.EIO, os.strerror(errno.EIO))
