@@ -1,6 +1,6 @@
 """Backup and restore of a large NEXUS data directory: wall time and peak RSS. Prints figures only.
 
-    .venv/bin/python benchmarks/backup_restore.py [--size-mib N] [--ansible] [--keep DIR]
+    .venv/bin/python benchmarks/backup_restore.py [--size-mib N] [--live] [--ansible] [--keep DIR]
 
 Builds a data directory in a temp dir: ``nexus.db`` with NEXUS's schema (secrets with random
 encrypted-looking values, one version row each, audit rows) of about ``--size-mib`` MiB (default
@@ -8,6 +8,9 @@ encrypted-looking values, one version row each, audit rows) of about ``--size-mi
 
 - ``core``: a fresh Python child runs ``_backup.create_backup`` and then ``_restore.restore`` (the
   code the modules run); each child reports its own peak RSS (``ru_maxrss``).
+- ``--live``: a connection holds the database open with a committed transaction in its WAL, as a
+  running server's does, so the backup copies the snapshot with SQLite's online backup API first
+  (by default the WAL is empty, as after a clean stop, and ``nexus.db`` is streamed from the file).
 - ``--ansible``: also runs the modules ``nexus.secrets.nexus_backup`` / ``nexus_restore`` through
   ansible-playbook; wall time of the whole task, peak RSS of the module process (sampled with psutil).
 
@@ -77,6 +80,14 @@ def build_data_dir(root, size_mib):
     conn.execute('PRAGMA wal_checkpoint(TRUNCATE)')
     conn.close()
     return db, count
+
+
+def hold_open_with_wal(db):
+    """A connection like a running server's, with one committed transaction still in the WAL."""
+    conn = sqlite3.connect(str(db), isolation_level=None)
+    conn.execute('PRAGMA wal_autocheckpoint=0')
+    conn.execute("UPDATE secrets SET metadata = '{\"owner\":\"live\"}' WHERE id = 'sec-00000000'")
+    return conn
 
 
 CHILD = r'''
@@ -154,15 +165,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--size-mib', type=int, default=int(os.environ.get('NEXUS_BENCH_SIZE_MIB', '1024')))
     parser.add_argument('--ansible', action='store_true', help='also run the modules through ansible-playbook')
+    parser.add_argument('--live', action='store_true',
+                        help='leave a committed transaction in the WAL with the database open (a running server)')
     parser.add_argument('--keep', help='build in this directory and keep it (default: a temp dir, removed)')
     opts = parser.parse_args(argv)
 
     from ansible_collections.nexus.secrets.plugins.module_utils import _archive
+    server = None
     root = Path(opts.keep or tempfile.mkdtemp(prefix='nexus-bench-', dir=os.environ.get('TMPDIR')))
     try:
         data_dir = root / 'data'
         started = time.time()
         db, count = build_data_dir(data_dir, opts.size_mib)
+        server = hold_open_with_wal(db) if opts.live else None
+        os.sync()  # the build's dirty pages would otherwise be written back during the measured runs
         print('data dir: %s (%d secrets, nexus.db %.0f MiB) built in %.1f s'
               % (data_dir, count, os.path.getsize(str(db)) / MIB, time.time() - started))
         print('gzip codec: %s, level %d; cpus: %d; load average before: %.1f'
@@ -192,6 +208,8 @@ def main(argv=None):
             print('ansible nexus_restore: task %6.2f s (module %6.2f s)  module peak RSS %6.1f MB'
                   % (out['wall_s'], out['module_duration_s'], out['peak_rss_mb']))
     finally:
+        if server is not None:
+            server.close()
         if not opts.keep:
             shutil.rmtree(str(root), ignore_errors=True)
     return 0
