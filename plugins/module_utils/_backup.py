@@ -151,7 +151,7 @@ def _create_in(private, db_path, keys_dir, dest_dir, final_path, password, mode)
         fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, 'wb', WRITE_BUFFER) as raw:
             # Read + gzip + AES-GCM here; SHA-256 + writing in the worker: about equal halves.
-            with threaded_writes(raw, observe=sha256.update) as out:
+            with threaded_writes(raw, observe=sha256.update, drop_cache=True) as out:
                 envelope = EnvelopeWriter(out, password)
                 members = write_archive(envelope, snapshot.path, keys_dir, db_mode=db_mode, db_size=snapshot.size)
                 envelope.close()
