@@ -49,13 +49,20 @@ class _BackgroundFlush(object):
                 self._pending = False
                 try:
                     sync(self._fd)
-                    if self._drop_cache:  # what is on disk now leaves the page cache
-                        os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
                 except OSError as exc:  # reported by close()
                     self._error = exc
                     return
+                if self._drop_cache:
+                    self._drop_synced_pages()
             if self._stop:
                 return
+
+    def _drop_synced_pages(self):
+        """What is on disk now leaves the page cache (a hint: its failure changes nothing)."""
+        try:
+            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
 
     def wrote(self, size):
         self._unflushed += size
@@ -122,7 +129,9 @@ class _WorkerWrites(object):
 def threaded_writes(fh, observe=None, drop_cache=False):
     """Yield a file-like whose writes go to the open binary file ``fh`` from a worker thread.
 
-    ``observe(chunk)`` runs in the worker after each chunk is written (a running hash). On leaving,
+    ``observe(chunk)`` runs in the worker after each chunk is written (a running hash);
+    ``drop_cache`` drops what is on disk from the page cache (a file nobody reads back soon, so
+    that writing it does not evict the server's cache). On leaving,
     every chunk has been handed to ``fh`` and both threads are gone (also on errors, so the caller
     may remove the file); the worker's or the flusher's error, if any, is raised. The caller still
     flushes and fsyncs ``fh``.
