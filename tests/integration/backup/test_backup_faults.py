@@ -13,6 +13,7 @@ import pytest
 from ansible_collections.nexus.secrets.plugins.module_utils import _iothreads
 from ansible_collections.nexus.secrets.plugins.module_utils._backup import BackupError, create_backup
 
+from tests.helpers.disk_full import fill_disk_after
 from tests.integration.backup.independent_reader import read_backup
 
 PASSWORD = 'fault-backup-password'
@@ -45,19 +46,7 @@ def assert_untouched(dest):
 
 @pytest.mark.parametrize('fail_after', [0, 100, 256 * 1024])
 def test_disk_full_while_writing_the_backup(live, dest, monkeypatch, fail_after):
-    class FillingDisk(object):
-        def __init__(self, fh):
-            self.fh, self.size = fh, 0
-
-        def write(self, data):
-            if self.size + len(data) > fail_after:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            self.size += len(data)
-            return self.fh.write(data)
-
-    real_init = _iothreads._WorkerWrites.__init__
-    monkeypatch.setattr(_iothreads._WorkerWrites, '__init__',
-                        lambda self, fh, flusher, observe: real_init(self, FillingDisk(fh), flusher, observe))
+    fill_disk_after(monkeypatch, fail_after)
     with pytest.raises(BackupError) as err:
         create_backup(str(live.db_path), str(live.keys_dir), str(dest), PASSWORD, name=NAME)
     assert 'No space left on device' in str(err.value) and NAME in str(err.value)

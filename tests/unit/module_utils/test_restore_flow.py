@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _restore, _swap
+from tests.helpers.disk_full import fill_disk_after
 from tests.integration.restore import backups as b
 
 PASSWORD = 'unit-backup-password'
@@ -357,18 +358,7 @@ def test_disk_full_while_staging_is_reported_as_such(world, monkeypatch):
 
 def test_disk_full_in_the_writer_thread_while_staging(world, monkeypatch):
     """ENOSPC raised by the staged file's write, in the worker thread that writes it."""
-    from ansible_collections.nexus.secrets.plugins.module_utils import _iothreads
-
-    class FullDisk(object):
-        def __init__(self, fh):
-            self.fh = fh
-
-        def write(self, data):
-            raise OSError(28, 'No space left on device')
-
-    real_init = _iothreads._WorkerWrites.__init__
-    monkeypatch.setattr(_iothreads._WorkerWrites, '__init__',
-                        lambda self, fh, flusher, observe: real_init(self, FullDisk(fh), flusher, observe))
+    fill_disk_after(monkeypatch, 0)
     msg = assert_refused(world, 'cannot stage the backup')
     assert 'No space left on device' in msg and 'nothing was changed' in msg
 
