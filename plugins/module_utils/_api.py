@@ -99,7 +99,7 @@ def backoff_delay(attempt, base=0.25, cap=5.0, rng=random.random):
 
 
 def _server_message(response):
-    """The server's ``message`` (CONTRACT §4 error body), else a short text of the body."""
+    """The server's ``message`` (docs/nexus-behaviour.md §4 error body), else a short text of the body."""
     try:
         body = response.json()
     except ValueError:

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """nexusctl's backup payload: a gzip'd POSIX ustar tar, written and read as a stream.
 
-Layout (CONTRACT §5): ``nexus.db`` (file), ``data/keys`` (directory, no trailing slash) and
+Layout (docs/nexus-behaviour.md §5): ``nexus.db`` (file), ``data/keys`` (directory, no trailing slash) and
 ``data/keys/*.key`` (files), no ``./`` prefix, modes as on disk. The writer emits the same header
 bytes as Go's archive/tar (which nexusctl uses); the reader is strict, because a backup file is
 untrusted input until proven otherwise. A faster gzip-compatible codec (isal) is used when it is

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import traceback
 
-# NEXUS (CONTRACT §2 and §5): Argon2id(password, salt, time=1, memory=64 MiB, threads=4, len=32).
+# NEXUS (docs/nexus-behaviour.md §2 and §5): Argon2id(password, salt, time=1, memory=64 MiB, threads=4, len=32).
 ARGON2_TIME_COST = 1
 ARGON2_MEMORY_KIB = 65536
 ARGON2_PARALLELISM = 4

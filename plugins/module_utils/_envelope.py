@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """nexusctl's encrypted envelope, streamed in bounded memory.
 
-Format (CONTRACT §5): ``salt(16) || nonce(12) || AES-256-GCM(ciphertext || tag16)``, no AAD,
+Format (docs/nexus-behaviour.md §5): ``salt(16) || nonce(12) || AES-256-GCM(ciphertext || tag16)``, no AAD,
 key = Argon2id(password, salt). GCM is a stream cipher plus a final tag, so both directions work
 chunk by chunk; only the tag check at the very end authenticates what was decrypted before it.
 Private to this collection.

@@ -4,7 +4,7 @@
 """Does a password unlock a NEXUS keyring (``data/keys``)? Decided offline, without the server.
 
 A server that cannot load its keyring replaces it with a new one and so loses every secret
-(CONTRACT §1), so this check runs before anything is restored or started. Key files (CONTRACT §2)
+(docs/nexus-behaviour.md §1), so this check runs before anything is restored or started. Key files (docs/nexus-behaviour.md §2)
 are lowercase hex of ``salt(16) || nonce(12) || AES-256-GCM(plaintext || tag16)``. Private to this
 collection.
 """

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: nexus.secrets contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The ``nexusctl export`` file format (CONTRACT §5): build, serialise, read (plain or enveloped),
+"""The ``nexusctl export`` file format (docs/nexus-behaviour.md §5): build, serialise, read (plain or enveloped),
 validate and compare.
 
 Private to this collection; not a public API. Values pass through here; nothing in this file logs
@@ -45,7 +45,7 @@ def utc_now_rfc3339(now=None):
 
 
 def unreachable_reason(path):
-    """Why the REST API can never read ``path`` back (CONTRACT §4), or None.
+    """Why the REST API can never read ``path`` back (docs/nexus-behaviour.md §4), or None.
 
     The server's router cleans request paths and redirects, and ``.../versions`` is the versions
     endpoint; such secrets can be created but never read.

@@ -4,7 +4,7 @@
 """A consistent snapshot of NEXUS's live SQLite database, and read-only checks of a copy.
 
 nexusctl copies ``nexus.db`` as a plain file and so misses every transaction still in the WAL
-(CONTRACT §3). A snapshot here is what one read transaction sees: the file plus the committed WAL
+(docs/nexus-behaviour.md §3). A snapshot here is what one read transaction sees: the file plus the committed WAL
 frames. Private to this collection.
 """
 

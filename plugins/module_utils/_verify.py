@@ -14,7 +14,7 @@ A NEXUS working directory (such as a pre-restore copy) can be staged the same wa
 (``_workdir_source``) and goes through the same checks.
 
 A backup must carry the complete keyring: a database restored without its keys cannot be read,
-and the server replaces a missing or partial keyring with new keys (CONTRACT §1).
+and the server replaces a missing or partial keyring with new keys (docs/nexus-behaviour.md §1).
 Private to this collection.
 """
 
@@ -36,7 +36,7 @@ KEYS_NAME = 'data/keys'
 TREE_NAME = 'tree'
 HASH_CHUNK = 1024 * 1024
 
-# Tables and the columns our checks and the server depend on (CONTRACT §3).
+# Tables and the columns our checks and the server depend on (docs/nexus-behaviour.md §3).
 REQUIRED_SCHEMA = {
     'secrets': ('id', 'path', 'value', 'version', 'deleted_at'),
     'secret_versions': ('secret_id', 'version', 'value'),

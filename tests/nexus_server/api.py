@@ -1,6 +1,6 @@
 """HTTP layer: routing like the real server's mux (path cleaning + 301), auth, JSON errors, faults.
 
-Routes (CONTRACT §4):
+Routes (docs/nexus-behaviour.md §4):
   GET  /health                         no auth
   POST /api/v1/auth/login              no auth
   GET  /api/v1/secrets[?prefix=P]      list

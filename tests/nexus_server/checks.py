@@ -1,4 +1,4 @@
-"""Independent checks of NEXUS formats, written from CONTRACT.md with cryptography/argon2 directly.
+"""Independent checks of NEXUS formats, written from docs/nexus-behaviour.md with cryptography/argon2 directly.
 
 Deliberately not built on the reference server's own modules, so that a wrong server cannot agree with
 itself. Used by the server contract tests; other tests may use them too.
@@ -51,7 +51,7 @@ def db_rows(db_path, sql, args=()):
 
 
 def error_body(resp, status, message):
-    """Assert the CONTRACT's error shape: {"error": <status text>, "message": ...}."""
+    """Assert the documented error shape: {"error": <status text>, "message": ...}."""
     assert resp.status_code == status, (resp.status_code, resp.text)
     body = resp.json()
     assert set(body) == {'error', 'message'}, body

@@ -1,4 +1,4 @@
-"""The NEXUS keyring in ``./data/keys`` (CONTRACT §1-§2), including its destructive load.
+"""The NEXUS keyring in ``./data/keys`` (docs/nexus-behaviour.md §1-§2), including its destructive load.
 
 Each of ``master.key``, ``signing.key``, ``verify.key``, ``age.key`` is lowercase hex (no newline) of
 ``salt(16) || nonce(12) || AES-256-GCM(plaintext) || tag(16)``; the AES key is

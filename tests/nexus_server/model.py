@@ -1,4 +1,4 @@
-"""Records shared by both storages and their JSON shapes (CONTRACT §4)."""
+"""Records shared by both storages and their JSON shapes (docs/nexus-behaviour.md §4)."""
 
 from __future__ import annotations
 

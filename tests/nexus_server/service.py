@@ -1,4 +1,4 @@
-"""NEXUS's secret operations over a storage, with audit entries (CONTRACT §4 semantics and messages)."""
+"""NEXUS's secret operations over a storage, with audit entries (docs/nexus-behaviour.md §4 semantics and messages)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SQLite storage: the real server's schema, WAL mode, soft delete, unescaped LIKE prefix (CONTRACT §3).
+"""SQLite storage: the real server's schema, WAL mode, soft delete, unescaped LIKE prefix (docs/nexus-behaviour.md §3).
 
 All writes go through one connection guarded by a lock (never "database is locked"); reads use a
 small pool of read-only connections, which WAL mode lets run beside a write. Updates read through the

@@ -33,7 +33,7 @@ plaintexts = st.one_of(st.binary(max_size=2048),
 
 
 def seal(plain, password=PASSWORD):
-    """The nexusctl envelope (CONTRACT §5) with a fixed salt and nonce, built independently of
+    """The nexusctl envelope (docs/nexus-behaviour.md §5) with a fixed salt and nonce, built independently of
     ``_envelope`` so the reader is checked against the format, not against its own writer."""
     key = _crypto.derive_key(password, SALT)
     return SALT + NONCE + _crypto.AESGCM(key).encrypt(NONCE, plain, None)

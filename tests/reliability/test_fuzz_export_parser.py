@@ -54,7 +54,7 @@ SALT, NONCE = b's' * 16, b'n' * 12
 
 
 def seal(plain):
-    """nexusctl's envelope with a fixed salt and nonce (CONTRACT §5), so one key derivation serves
+    """nexusctl's envelope with a fixed salt and nonce (docs/nexus-behaviour.md §5), so one key derivation serves
     every example; decryption still goes through the real ``decrypt_bytes``."""
     key = _crypto.derive_key(PASSWORD, SALT)
     return SALT + NONCE + _crypto.AESGCM(key).encrypt(NONCE, plain, None)

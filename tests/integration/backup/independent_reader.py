@@ -1,4 +1,4 @@
-"""A reader of nexusctl backup files written from CONTRACT §5 alone, sharing no code with the collection.
+"""A reader of nexusctl backup files written from docs/nexus-behaviour.md §5 alone, sharing no code with the collection.
 
 Envelope: salt(16) || nonce(12) || AES-256-GCM(ciphertext || tag16), no AAD, key =
 Argon2id(password, salt, t=1, m=65536 KiB, p=4, len=32). Plaintext: gzip of a POSIX ustar tar.

@@ -71,7 +71,7 @@ def test_backup_of_a_running_server(nexus_server, tmp_path):
 
 
 def test_independent_reader_sees_nexusctl_layout(nexus_server, tmp_path):
-    """Decrypted and listed by a reader written from CONTRACT §5: names, types, modes as on disk."""
+    """Decrypted and listed by a reader written from docs/nexus-behaviour.md §5: names, types, modes as on disk."""
     fill(nexus_server, 5)
     os.chmod(str(nexus_server.db_path), 0o640)
     out = backup({'data_dir': str(nexus_server.workdir), 'dest': str(tmp_path / 'b'), 'backup_password': PASSWORD})

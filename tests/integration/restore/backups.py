@@ -1,6 +1,6 @@
 """Build NEXUS data dirs and backups (good and bad) for the restore tests.
 
-Databases use the reference server's schema, keyrings its key format (CONTRACT §2), backups the
+Databases use the reference server's schema, keyrings its key format (docs/nexus-behaviour.md §2), backups the
 collection's own archive writer in nexusctl's envelope; the hostile payloads are made here by hand.
 """
 

@@ -1,4 +1,4 @@
-"""Fixtures of the reference-server contract tests (CONTRACT.md §1-§4); checks live in tests.nexus_server.checks."""
+"""Fixtures of the reference-server contract tests (docs/nexus-behaviour.md §1-§4); checks live in tests.nexus_server.checks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CONTRACT §4: the REST API of the reference server, both storages, real HTTP."""
+"""docs/nexus-behaviour.md §4: the REST API of the reference server, both storages, real HTTP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CONTRACT §3: what the sqlite storage writes into nexus.db."""
+"""docs/nexus-behaviour.md §3: what the sqlite storage writes into nexus.db."""
 
 from __future__ import annotations
 

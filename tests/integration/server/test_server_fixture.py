@@ -1,6 +1,6 @@
 """On-disk compatibility with the real NEXUS: serve the data of a backup made by the real nexusctl.
 
-The backup is opened by a small reader written here from CONTRACT.md §5 alone (Argon2id -> AES-256-GCM
+The backup is opened by a small reader written here from docs/nexus-behaviour.md §5 alone (Argon2id -> AES-256-GCM
 -> gzip -> POSIX ustar), independent of both the collection's code and the reference server's.
 """
 

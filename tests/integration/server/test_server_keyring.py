@@ -1,4 +1,4 @@
-"""CONTRACT §1-§2: the keyring files, the key password, and the destructive load of a bad keyring."""
+"""docs/nexus-behaviour.md §1-§2: the keyring files, the key password, and the destructive load of a bad keyring."""
 
 from __future__ import annotations
 

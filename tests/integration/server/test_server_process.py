@@ -1,4 +1,4 @@
-"""CONTRACT §1 and §3: command line, files, WAL behaviour, signals, /health."""
+"""docs/nexus-behaviour.md §1 and §3: command line, files, WAL behaviour, signals, /health."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
-"""Where the nexusctl-made fixtures live (copied into tests/fixtures, else read from shared/)."""
+"""Where the nexusctl-made fixtures live (tests/fixtures; see its README for where they came from)."""
 
 from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[3]
-_CANDIDATES = [_REPO / 'tests' / 'fixtures', _REPO.parent / 'shared' / 'nexus' / 'fixtures',
-               Path('/work/shared/nexus/fixtures')]
+_CANDIDATES = [_REPO / 'tests' / 'fixtures']
 
 BACKUP_PASSWORD = 'fixture-backup-password'
 KEYRING_PASSWORD = 'fixture-keyring-password'
