@@ -181,8 +181,8 @@ def check_schema_of(conn, db_path, deadline=None):
     Runs nothing but reads of ``sqlite_master`` and pragmas about it, so no object of the database
     (an index expression, a view, a trigger) is evaluated. Missing tables are the caller's concern.
     """
-    rows = run_bounded(conn, deadline, 'SELECT type, name, tbl_name, sql FROM sqlite_master LIMIT %d'
-                % (MAX_SCHEMA_OBJECTS + 1), 'reading the schema', db_path)
+    query = 'SELECT type, name, tbl_name, sql FROM sqlite_master LIMIT %d' % (MAX_SCHEMA_OBJECTS + 1)
+    rows = run_bounded(conn, deadline, query, 'reading the schema', db_path)
     if len(rows) > MAX_SCHEMA_OBJECTS:
         raise SchemaError(db_path, 'it holds more than %d schema objects (NEXUS creates %d)'
                           % (MAX_SCHEMA_OBJECTS, len(NEXUS_TABLES) + len(NEXUS_INDEXES) + 5))
@@ -370,8 +370,8 @@ def integrity_check(db_path):
         return 'cannot open %s: %s' % (db_path, exc)
     try:
         deadline = guard(conn, deadline_for(db_path))
-        rows = [row[0] for row in run_bounded(conn, deadline, 'PRAGMA integrity_check', 'PRAGMA integrity_check',
-                                       db_path)]
+        rows = [row[0] for row in run_bounded(conn, deadline, 'PRAGMA integrity_check',
+                                              'PRAGMA integrity_check', db_path)]
     except DatabaseTimeout:
         raise
     except sqlite3.DatabaseError as exc:
@@ -405,7 +405,7 @@ def count_live_secrets(db_path):
 def _count_live(conn, db_path, deadline=None):
     try:
         return run_bounded(conn, deadline, 'SELECT count(*) FROM secrets WHERE deleted_at IS NULL',
-                    'counting the secrets', db_path)[0][0]
+                           'counting the secrets', db_path)[0][0]
     except DatabaseTimeout:
         raise
     except sqlite3.DatabaseError as exc:

@@ -125,8 +125,9 @@ def check_schema(db_path):
         for table, columns in sorted(REQUIRED_SCHEMA.items()):
             if table not in tables:
                 raise BackupInvalid('nexus.db in the backup is not a NEXUS database: table %r is missing' % table)
-            have = set(row[1] for row in _sqlite.run_bounded(conn, deadline, 'PRAGMA table_info(%s)' % table,
-                                                      'reading the schema', db_path))
+            rows = _sqlite.run_bounded(conn, deadline, 'PRAGMA table_info(%s)' % table, 'reading the schema',
+                                       db_path)
+            have = set(row[1] for row in rows)
             missing = [c for c in columns if c not in have]
             if missing:
                 raise BackupInvalid('nexus.db in the backup is not a NEXUS database: table %r lacks %s'

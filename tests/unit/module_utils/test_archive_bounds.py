@@ -18,7 +18,6 @@ import textwrap
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _archive
 from ansible_collections.nexus.secrets.plugins.module_utils._archive import ArchiveError, extract_archive
 
 BLOCK = 512

@@ -16,7 +16,6 @@ import pytest
 from ansible_collections.nexus.secrets.plugins.module_utils import _archive, _backup, _sqlite, _verify
 from ansible_collections.nexus.secrets.plugins.module_utils._envelope import EnvelopeReader
 from tests.integration.restore import backups as b
-from tests.nexus_server.storage_sqlite import SCHEMA
 from tests.unit.module_utils._fixtures import BACKUP_PASSWORD, LIVE_SECRETS, NEXUSCTL_BACKUP
 
 RECURSIVE = 'WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) '
