@@ -292,6 +292,11 @@ def open_snapshot(db_path, scratch_dir, stream=True):
         try:
             source.execute('BEGIN')
             source.execute('SELECT count(*) FROM sqlite_master').fetchone()  # pins the snapshot
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError('cannot snapshot database %s: %s' % (db_path, exc))
+        # Before any copy or query: a foreign schema is refused, and every statement has a deadline.
+        deadline = _check_live_schema(source, db_path)
+        try:
             size = _file_size_if_it_holds_the_snapshot(source, db_path) if stream else None
             if size is None:
                 path = os.path.join(scratch_dir, SNAPSHOT_NAME)
@@ -301,25 +306,23 @@ def open_snapshot(db_path, scratch_dir, stream=True):
                 path = db_path
         except sqlite3.DatabaseError as exc:
             raise DatabaseError('cannot snapshot database %s: %s' % (db_path, exc))
-        secrets = _checked_count(source, db_path)
+        secrets = _count_live(source, db_path, deadline)
+        source.set_progress_handler(None, 0)
         yield Snapshot(path, size, secrets, streamed=path == db_path)
     finally:
         source.close()
 
 
-def _checked_count(source, db_path):
-    """Inside the pinned read transaction: refuse a foreign schema, then count, under a deadline."""
+def _check_live_schema(source, db_path):
+    """Inside the pinned read transaction: guard ``source`` and refuse a foreign schema; the Deadline."""
     deadline = guard(source, deadline_for(db_path))
     try:
-        try:
-            check_schema_of(source, db_path, deadline)
-        except DatabaseError:
-            raise
-        except sqlite3.DatabaseError as exc:
-            raise DatabaseError('cannot read the schema of %s: %s' % (db_path, exc))
-        return _count_live(source, db_path, deadline)
-    finally:
-        source.set_progress_handler(None, 0)
+        check_schema_of(source, db_path, deadline)
+    except DatabaseError:
+        raise
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError('cannot read the schema of %s: %s' % (db_path, exc))
+    return deadline
 
 
 def _file_size_if_it_holds_the_snapshot(source, db_path):
