@@ -44,7 +44,9 @@ options:
     type: str
   timeout:
     description:
-      - Seconds to wait for the server to answer one request.
+      - Seconds to wait for the server to answer one request, for each read from the network.
+      - One request (connecting, sending, and reading the whole answer) may take at most three times
+        this in all, so a server that answers one byte at a time cannot hold a run.
     type: int
     default: 30
   validate_certs:
@@ -71,5 +73,11 @@ options:
 notes:
   - The connection options can be set once for all modules of the collection that take them with
     C(module_defaults) and the action group C(group/nexus.secrets.nexus).
-  - Credentials never appear in results or error messages.
+  - Credentials never appear in results or error messages, and neither do the secret values sent:
+    text from the server's answers is shown with them (and any long token) masked.
+  - The client never asks for compressed answers and refuses them, and refuses an answer larger than
+    64 MiB (a listing of well over 100,000 secrets); narrow a larger listing with a prefix.
+  - Proxies are taken from the E(HTTP_PROXY), E(HTTPS_PROXY), E(ALL_PROXY) and E(NO_PROXY) environment
+    variables when the task starts; only C(http://) proxies are supported (C(https://) URLs are tunnelled
+    through them with C(CONNECT)).
 '''

@@ -95,12 +95,15 @@ def client_from_module(module, pool_size=1):
         module.fail_json(msg='retries must be 0 or more (got %d)' % params['retries'])
     method = auth_method(params)
     # Only the chosen credential is used: an env fallback for another method never mixes in.
-    client = NexusClient(
-        url, token=params['token'] if method == 'token' else None,
-        api_key=params['api_key'] if method == 'api_key' else None,
-        username=params['username'], password=params['password'], timeout=params['timeout'],
-        validate_certs=params['validate_certs'], ca_path=params['ca_path'],
-        retries=params['retries'], pool_size=pool_size)
+    try:
+        client = NexusClient(
+            url, token=params['token'] if method == 'token' else None,
+            api_key=params['api_key'] if method == 'api_key' else None,
+            username=params['username'], password=params['password'], timeout=params['timeout'],
+            validate_certs=params['validate_certs'], ca_path=params['ca_path'],
+            retries=params['retries'], pool_size=pool_size)
+    except (ValueError, IOError, OSError) as exc:  # an unusable url, proxy or ca_path
+        module.fail_json(msg='cannot talk to %s: %s' % (url, exc))
     if method == 'username/password':
         try:
             client.login()

@@ -163,6 +163,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils._secrets_io import (
     encryption_missing_library,
     encode_export,
     path_diff,
+    read_export_file,
     same_content,
     unreachable_reason,
 )
@@ -212,8 +213,10 @@ def read_existing(dest, password):
     """``(document or None, sha256 or None)`` of what ``dest`` holds now."""
     if not os.path.isfile(dest):
         return None, None
-    with open(dest, 'rb') as fh:
-        blob = fh.read()
+    try:
+        blob = read_export_file(dest)
+    except ExportFileError:
+        return None, None  # too large to be compared: it will be replaced
     try:
         document = decode_export(blob, password)
     except ExportFileError:

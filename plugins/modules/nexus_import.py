@@ -177,6 +177,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils._secrets_io import (
     ExportFileError,
     decode_export,
     encryption_missing_library,
+    read_export_file,
     summarize_problems,
     unreachable_reason,
     validate_export,
@@ -298,10 +299,11 @@ def import_in_passes(importer, secrets, workers, passes, pause, results):
 
 def load_secrets(module, src, password):
     try:
-        with open(src, 'rb') as fh:
-            blob = fh.read()
+        blob = read_export_file(src)
     except (IOError, OSError) as exc:
         module.fail_json(msg='cannot read src %s: %s' % (src, exc.strerror or exc))
+    except ExportFileError as exc:
+        module.fail_json(msg='src %s cannot be imported: %s; nothing was changed' % (src, exc))
     try:
         document = decode_export(blob, password)
     except ExportFileError as exc:
