@@ -73,8 +73,8 @@ options:
 notes:
   - The connection options can be set once for all modules of the collection that take them with
     C(module_defaults) and the action group C(group/nexus.secrets.nexus).
-  - Credentials never appear in results or error messages, and neither do the secret values sent:
-    text from the server's answers is shown with them (and any long token) masked.
+  - Credentials never appear in results or error messages, and neither do the secret values sent.
+    Text from the server's answers is shown with them (and any long token) masked.
   - The client never asks for compressed answers and refuses them, and refuses an answer larger than
     64 MiB (a listing of well over 100,000 secrets); narrow a larger listing with a prefix.
   - Proxies are taken from the E(HTTP_PROXY), E(HTTPS_PROXY), E(ALL_PROXY) and E(NO_PROXY) environment
