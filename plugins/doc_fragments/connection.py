@@ -20,21 +20,27 @@ options:
   username:
     description:
       - User to log in as (C(POST /api/v1/auth/login)); the JWT it returns is used for the run.
-      - Requires O(password). Mutually exclusive with O(token) and O(api_key).
-      - If not set, the value of the E(NEXUS_USERNAME) environment variable is used.
+      - Requires O(password) (or E(NEXUS_PASSWORD)). Mutually exclusive with O(token) and O(api_key).
+      - If not set, the value of the E(NEXUS_USERNAME) environment variable is used (see O(token) for
+        which credential is used when several are set).
     type: str
   password:
     description:
       - Password of O(username), used only for the API login.
       - If not set, the value of the E(NEXUS_PASSWORD) environment variable is used.
+      - Requires O(username) (or E(NEXUS_USERNAME)).
     type: str
   token:
     description:
       - "A JWT sent in the header C(Authorization: Bearer <token>); no login happens."
       - Mutually exclusive with O(api_key) and O(username)/O(password).
       - If not set, the value of the E(NEXUS_TOKEN) environment variable is used.
-      - When several credentials come from environment variables, O(token) wins, then O(api_key),
-        then O(username)/O(password).
+      - "Which credential is used: a credential set on the task always beats the environment; the
+        environment then only completes a O(username)/O(password) pair. When the task sets none, the
+        environment decides: E(NEXUS_TOKEN) first, then E(NEXUS_API_KEY), then E(NEXUS_USERNAME) and
+        E(NEXUS_PASSWORD). Environment variables are read when the task runs, after its options are
+        checked, so they never clash with each other or with the task's options; empty ones count as
+        unset."
     type: str
   api_key:
     description:

@@ -33,14 +33,16 @@ finally:
 '''
 
 
-def run_module_child(name, args, tmp_path, timeout=120):
+def run_module_child(name, args, tmp_path, timeout=120, env=None):
     """Run ``plugins/modules/<name>.py`` as Ansible would on a host (a child Python reading its args
-    file); return ``(result dict, raw stdout, peak RSS in bytes)``."""
+    file) with ``env`` added to a copy of the environment, proxy and NEXUS_* variables removed; return
+    ``(result dict, raw stdout, peak RSS in bytes)``."""
     args_file = tmp_path / ('%s-args.json' % name)
     args_file.write_text(json.dumps({'ANSIBLE_MODULE_ARGS': args}))
-    env = dict(os.environ, PYTHONPATH=COLLECTIONS)
-    for var in ('http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'all_proxy'):
-        env.pop(var, None)
+    extra = env or {}
+    env = dict((k, v) for k, v in os.environ.items() if not k.startswith('NEXUS_') and k.lower() not in (
+        'http_proxy', 'https_proxy', 'all_proxy'))
+    env.update(extra, PYTHONPATH=COLLECTIONS)
     proc = subprocess.run([sys.executable, '-c', _WRAPPER, os.path.join(MODULES, name + '.py'), str(args_file)],
                           capture_output=True, env=env, timeout=timeout, check=False)
     stdout = proc.stdout.decode('utf-8', 'replace')
