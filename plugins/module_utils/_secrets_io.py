@@ -15,7 +15,6 @@ import json
 import os
 import stat
 
-from ansible_collections.nexus.secrets.plugins.module_utils._crypto import missing_dependency
 from ansible_collections.nexus.secrets.plugins.module_utils._envelope import (
     AUTH_FAILED_MSG,
     EnvelopeError,
@@ -29,12 +28,6 @@ _GO_ESCAPES = (('<', '\\u003c'), ('>', '\\u003e'), ('&', '\\u0026'),
 MAX_PROBLEMS = 10
 # The largest export file read (it is parsed in memory): 100,000 secrets of 1 KiB are about 110 MB.
 MAX_EXPORT_BYTES = 256 * 1024 * 1024
-
-
-def encryption_missing_library(password):
-    """``(library, traceback)`` for ``missing_required_lib`` when ``password`` asks for the envelope but
-    the crypto libraries are absent, else None."""
-    return missing_dependency() if password else None
 
 
 class ExportFileError(Exception):
