@@ -63,7 +63,8 @@ options:
     default: true
   ca_path:
     description:
-      - A CA bundle file to verify the server's certificate with, instead of the system store.
+      - A CA bundle file to verify the server's certificate with, instead of the default bundle (the one
+        C(requests) uses, from C(certifi)).
     type: path
   retries:
     description:
