@@ -92,8 +92,8 @@ def main(argv):
                   % (count, time.monotonic() - start, opts.storage, opts.latency_ms, os.cpu_count(),
                      opts.workers or 'default'))
             conn = dict(url=source.url, token=source.token())
-            dummy, wall, cpu, rss = run_module('nexus_export', dict(conn, dest=os.path.join(tmp, 'none.json'),
-                                                                      prefix='no-such-prefix/'), tmp)
+            nothing = dict(conn, dest=os.path.join(tmp, 'none.json'), prefix='no-such-prefix/')
+            dummy, wall, cpu, rss = run_module('nexus_export', nothing, tmp)
             print('module start-up alone (export of nothing): wall %.2f s, CPU %.2f s' % (wall, cpu))
 
             dest = os.path.join(tmp, 'export.json')
