@@ -63,7 +63,7 @@ KNOWN_MESSAGES = frozenset((
     'authentication required', 'invalid credentials', 'username and password are required',
     'value is required', 'path is required', 'invalid request body', 'failed to create secret',
     'secret already exists', 'secret not found', 'secret path is required', 'failed to decrypt secret',
-    'failed to list secrets', 'failed to get secret', 'failed to update secret', 'injected fault',
+    'failed to list secrets', 'failed to get secret', 'failed to update secret',
 ))
 _LONG_TOKEN = re.compile(r'[^\s"\'<>(),;]{32,}')
 _MAX_MESSAGE = 200
