@@ -64,6 +64,7 @@ def test_restore_nexusctl_backup_then_server_serves_its_secrets(ansible_module, 
     assert 'No existing keyring found' not in server.log_text()
 
 
+@pytest.mark.slow  # three restores and four server starts: about 30 s
 def test_stale_wal_of_a_killed_server_is_removed(ansible_module, nexus_server_factory, tmp_path):
     data_dir = tmp_path / 'nexus'
     assert ansible_module(MODULE, restore_args(data_dir))['changed']
