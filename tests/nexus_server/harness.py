@@ -8,7 +8,6 @@ on a free loopback port, and waits for ``/health``. ``ApiClient`` is a deliberat
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -47,14 +46,19 @@ def free_port(host='127.0.0.1'):
         return sock.getsockname()[1]
 
 
-@contextlib.contextmanager
-def dead_port(host='127.0.0.1'):
-    """A port on which nobody listens while the ``with`` lasts: this socket keeps it bound (no
-    ``SO_REUSEADDR``, never listening), so no other process, parallel test workers included, can take
-    it; a connection to it is refused."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+_REFUSING = {}
+
+
+def refused_port(host='127.0.0.1'):
+    """A port on which nobody listens for as long as this process lives: a socket of this process
+    keeps it bound (no ``SO_REUSEADDR``, never listening), so no other process, parallel test
+    workers included, can take it, and a connection to it is refused. (``free_port()`` only says
+    that a port was free a moment ago: never use it for "nobody listens".)"""
+    if host not in _REFUSING:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind((host, 0))
-        yield sock.getsockname()[1]
+        _REFUSING[host] = sock
+    return _REFUSING[host].getsockname()[1]
 
 
 def secret_url_path(path):

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from tests.integration.restore import backups as b
-from tests.nexus_server.harness import free_port
+from tests.nexus_server.harness import refused_port
 from tests.unit.module_utils._fixtures import BACKUP_PASSWORD, KEYRING_PASSWORD, fixture_path
 
 MODULE = 'nexus.secrets.nexus_restore'
@@ -18,7 +18,7 @@ EXPECTED = json.load(open(fixture_path('expected-secrets.json')))
 
 def stopped_health_url():
     """A loopback URL nobody listens on: connection refused, i.e. 'server stopped'."""
-    return 'http://127.0.0.1:%d/health' % free_port()
+    return 'http://127.0.0.1:%d/health' % refused_port()
 
 
 def restore_args(data_dir, **extra):
