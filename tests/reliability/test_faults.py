@@ -79,8 +79,8 @@ def run(ansible_module, module, args):
 
 
 @pytest.mark.parametrize('seed, retries', RUNS)
-def test_export_recovers_with_retries_and_fails_cleanly_without(nexus_server_factory, ansible_module, tmp_path,
-                                                               seed, retries):
+def test_export_recovers_with_retries_and_fails_cleanly_without(
+        nexus_server_factory, ansible_module, tmp_path, seed, retries):
     source, token = faulty_server(nexus_server_factory, seed, SECRETS)
     dest = tmp_path / 'export.json'
     out = run(ansible_module, 'nexus.secrets.nexus_export',
@@ -122,8 +122,8 @@ def login_despite_faults(url):
 
 
 @pytest.mark.parametrize('seed, retries', RUNS)
-def test_import_recovers_with_retries_and_fails_cleanly_without(nexus_server_factory, ansible_module, tmp_path,
-                                                               seed, retries):
+def test_import_recovers_with_retries_and_fails_cleanly_without(
+        nexus_server_factory, ansible_module, tmp_path, seed, retries):
     src = tmp_path / 'export.json'
     src.write_text(json.dumps({'exported_at': '2026-01-01T00:00:00Z', 'secrets': SECRETS}))
     # Half the secrets already there, two of them with another value: create, skip and update paths.
