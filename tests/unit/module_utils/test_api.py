@@ -182,8 +182,8 @@ def test_bad_login_carries_server_message(stub):
 
 
 def test_unreachable_server_is_a_transient_error_without_credentials():
-    from tests.nexus_server.harness import free_port
-    client = NexusClient('http://127.0.0.1:%d' % free_port(), api_key='key-SECRET', retries=2,
+    from tests.nexus_server.harness import refused_port
+    client = NexusClient('http://127.0.0.1:%d' % refused_port(), api_key='key-SECRET', retries=2,
                          sleep=lambda s: None)
     with pytest.raises(NexusApiError) as info:
         client.list_secrets()
