@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 COLLECTIONS = REPO / '.cache' / 'collections'
 PKG = 'ansible_collections.nexus.secrets.plugins'
 UTILS = ('_archive', '_backup', '_crypto', '_envelope', '_fsutil', '_health', '_iothreads', '_keyring', '_restore',
-         '_retention', '_sqlite', '_swap', '_verify')
+         '_retention', '_sqlite', '_swap', '_verify', '_rekey_backups')
 
 # (module basename, function name or '*') -> phase; functions not listed inherit the current phase.
 RESTORE_PHASES = {
@@ -70,13 +70,19 @@ BACKUP_PHASES = {
     ('_retention', '*'): 'retention',
     ('_backup', 'remove_backup'): 'retention',
 }
-PHASE_MAPS = {'nexus_restore': RESTORE_PHASES, 'nexus_backup': BACKUP_PHASES}
+REKEY_PHASES = {
+    ('nexus_backup_rekey', 'main'): 'preflight',
+    ('_rekey_backups', 'rekey_file'): 'rekey',
+    ('_rekey_backups', 'fix_sidecar'): 'rekey',
+}
+PHASE_MAPS = {'nexus_restore': RESTORE_PHASES, 'nexus_backup': BACKUP_PHASES, 'nexus_backup_rekey': REKEY_PHASES}
 # Phases only move forward (a helper shared by two phases, like the KDF used again by the keyring
 # check, does not send 'validate' back to 'decrypt'); phases of equal rank interleave (streaming).
 PHASE_RANKS = {
     'nexus_restore': {'start': 0, 'preflight': 1, 'decrypt': 2, 'extract': 2, 'validate': 3, 'swap': 4, 'cleanup': 5},
     'nexus_backup': {'start': 0, 'preflight': 1, 'snapshot': 2, 'archive': 3, 'encrypt': 3, 'publish': 4,
                      'retention': 5},
+    'nexus_backup_rekey': {'start': 0, 'preflight': 1, 'rekey': 2},
 }
 OS_MODULES = ('posix',)
 
