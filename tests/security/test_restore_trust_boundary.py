@@ -219,6 +219,63 @@ def test_working_dir_source_flipped_to_a_link_never_copies_a_root_file(arena):
     assert arena.victim_state() == victim
 
 
+def test_working_dir_source_that_is_a_file_only_while_looked_at_is_not_followed(arena, monkeypatch):
+    """The race won every time: nexus.db is a link to a root-only database except while root looks at it.
+
+    Injected around each look (``lstat``/``stat`` of the source's nexus.db, whichever the code uses):
+    the account makes it a regular file just before and a link again just after. A copy that checks
+    a path and then opens it by that path would take the root-only file.
+    """
+    source = account_data_dir(arena.base) / 'pre-restore-2026-01-01-000000'
+    b.make_data_dir(source, live=3, key_password=KEYRING_PASSWORD, prefix='good')
+    os.link(str(source / 'nexus.db'), str(source / 'good.db'))
+    chown_tree(source)
+    b.make_db(arena.victim / 'nexus.db', live=2, prefix='victim')
+    os.chmod(str(arena.victim / 'nexus.db'), 0o600)
+    victim = arena.victim_state()
+    db = source / 'nexus.db'
+    to_file = ['sh', '-c', 'ln -f "$1/good.db" "$1/tmp" && mv -T "$1/tmp" "$1/nexus.db"', 'sh', source]
+    to_link = ['sh', '-c', 'ln -s "$2" "$1/tmp" && mv -T "$1/tmp" "$1/nexus.db"', 'sh', source,
+               arena.victim / 'nexus.db']
+    as_nobody(to_link)
+    looks = []
+
+    def wrap(real):
+        def look(path, *args, **kwargs):
+            where = os.path.join(_fd_target(kwargs.get('dir_fd')), str(path))
+            if os.path.basename(where) != 'nexus.db' or os.path.dirname(where) != str(source):
+                return real(path, *args, **kwargs)
+            looks.append(where)
+            as_nobody(to_file)
+            try:
+                return real(path, *args, **kwargs)
+            finally:
+                as_nobody(to_link)
+        return look
+
+    monkeypatch.setattr(os, 'lstat', wrap(os.lstat))
+    monkeypatch.setattr(os, 'stat', wrap(os.stat))
+    tree = tempfile.mkdtemp(dir=str(arena.base))
+    try:
+        with pytest.raises(_workdir_source.SourceError, match='symbolic link') as info:
+            _workdir_source.copy_working_dir(str(source), tree)
+        assert str(db) in str(info.value)
+    finally:
+        monkeypatch.undo()
+        shutil.rmtree(tree)
+    assert looks, 'the source was never looked at: the injected race did not run'
+    assert os.path.islink(str(db))
+    assert arena.victim_state() == victim
+
+
+def _fd_target(fd):
+    """The directory a dir fd stands for ('' for none): to recognise ``stat(name, dir_fd=)`` calls."""
+    try:
+        return os.readlink('/proc/self/fd/%d' % fd) if isinstance(fd, int) else ''
+    except OSError:
+        return ''
+
+
 # --- 3. links where the data dir's directories and files are expected ------------------------------
 
 def test_symlinked_data_dir_data_is_refused_by_the_module(arena):
