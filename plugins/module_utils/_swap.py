@@ -59,7 +59,6 @@ JOURNAL_SUFFIX = '.journal'
 JOURNAL_MAX_BYTES = 64 * 1024
 # Where versions up to 0.2 wrote the journal: inside the data dir, which the service account writes.
 LEGACY_JOURNAL_NAME = '.nexus-restore.journal'
-JOURNAL_NAME = LEGACY_JOURNAL_NAME  # kept for callers of the old name
 STAGING_PREFIX = '.nexus-restore-'
 PRE_RESTORE_PREFIX = 'pre-restore-'
 TREE_NAME = 'tree'
@@ -329,8 +328,6 @@ def journal_exists(layout):
 
 def read_journal(layout):
     """The (expanded) journal of an interrupted swap, or None; SwapError when it cannot be trusted or read."""
-    if isinstance(layout, str):
-        raise TypeError('read_journal takes the Layout, not a path')
     where = layout.journal_path
     try:
         sfd = open_state_dir(layout, create=False)
