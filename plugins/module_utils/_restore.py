@@ -17,6 +17,7 @@ Private to this collection.
 
 from __future__ import annotations
 
+import binascii
 import datetime
 import errno
 import grp
@@ -26,7 +27,7 @@ import stat
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _swap, _verify
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import (
-    UnsafePath, check_private, fd_path, fsync_path, lstat_at, make_private_dir, open_file_at, remove_tree_at,
+    UnsafePath, check_private, fd_path, fsync_path, lstat_at, open_file_at, remove_tree_at,
     sha256_fd,
 )
 
@@ -203,31 +204,52 @@ def _check_same_filesystem(layout, staging_parent):
                                     % (what, path, layout.data_dir))
 
 
-def remove_leftovers(layout, directory):
-    """Remove staging dirs and journal temp files of crashed runs (ours by name and owner; only under the lock).
+def remove_leftovers(layout, directories):
+    """Remove what crashed runs left: the staging dirs they recorded, and old journal temp files (under the lock).
 
-    Only entries owned by this user are touched (the service account cannot make such), links never.
+    A staging dir is removed only when the state dir names it and it is still a directory owned by
+    this user; nothing is taken for a leftover by its name alone (the service account names the
+    entries of its data dir). Journal temp files of versions up to 0.2 are removed when ours.
     """
     removed = []
-    try:
-        dfd = layout.open_dir(directory)
-    except FileNotFoundError:
-        return removed
-    try:
-        for name in sorted(os.listdir(dfd)):
-            st = lstat_at(dfd, name)
-            if st is None or st.st_uid != os.geteuid():
-                continue
-            path = os.path.join(directory, name)
-            if name.startswith(STAGING_PREFIX) and stat.S_ISDIR(st.st_mode):
-                remove_tree_at(dfd, name, path)
-                removed.append(path)
-            elif name.startswith(JOURNAL_TEMP_PREFIX) and name.endswith('.tmp') and stat.S_ISREG(st.st_mode):
-                os.unlink(name, dir_fd=dfd)
-                removed.append(path)
-    finally:
-        os.close(dfd)
+    for path in _swap.recorded_staging(layout):
+        try:
+            with _swap.opened_dir(layout, os.path.dirname(path)) as pfd:
+                st = lstat_at(pfd, os.path.basename(path))
+                if st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+                    remove_tree_at(pfd, os.path.basename(path), path)
+                    os.fsync(pfd)
+                    removed.append(path)
+        except FileNotFoundError:
+            pass
+    _swap.record_staging(layout, [])
+    for directory in directories:
+        try:
+            dfd = layout.open_dir(directory)
+        except FileNotFoundError:
+            continue
+        try:
+            for name in sorted(os.listdir(dfd)):
+                if not (name.startswith(JOURNAL_TEMP_PREFIX) and name.endswith('.tmp')):
+                    continue
+                st = lstat_at(dfd, name)
+                if st is not None and st.st_uid == os.geteuid() and stat.S_ISREG(st.st_mode):
+                    os.unlink(name, dir_fd=dfd)
+                    removed.append(os.path.join(directory, name))
+        finally:
+            os.close(dfd)
     return removed
+
+
+def _make_staging(layout, staging_parent, record):
+    """Create a private staging dir in ``staging_parent``; with ``record``, name it in the state dir first."""
+    name = STAGING_PREFIX + binascii.hexlify(os.urandom(6)).decode('ascii')
+    path = os.path.join(staging_parent, name)
+    if record:
+        _swap.record_staging(layout, [path])
+    with _swap.opened_dir(layout, staging_parent) as pfd:
+        os.mkdir(name, 0o700, dir_fd=pfd)
+    return path
 
 
 def _remove_journal_temp(layout, state_fd):
@@ -341,10 +363,9 @@ def restore(src, backup_password, layout, key_password=None, keep_pre_restore=Tr
                 staging_parent = _staging_parent(layout)
             try:
                 # A crashed run staged in the data dir, or in its parent if the data dir did not exist yet.
-                for directory in sorted(set([staging_parent, layout.parent])):
-                    remove_leftovers(layout, directory)
+                remove_leftovers(layout, sorted(set([staging_parent, layout.parent])))
                 _remove_journal_temp(layout, state_fd)
-            except (UnsafePath, OSError) as exc:
+            except (UnsafePath, OSError, _swap.SwapError) as exc:
                 raise RestoreFailed('cannot remove what a crashed restore left behind: %s' % exc)
         try:
             _swap.check_live(layout)
@@ -352,10 +373,10 @@ def restore(src, backup_password, layout, key_password=None, keep_pre_restore=Tr
         except UnsafePath as exc:
             raise RestoreFailed('%s; nothing was changed' % exc)
         try:
-            staging = make_private_dir(staging_parent, STAGING_PREFIX)
-        except OSError as exc:
+            staging = _make_staging(layout, staging_parent, record=state_fd is not None and not check_mode)
+        except (OSError, UnsafePath) as exc:
             raise RestoreFailed('cannot create a private staging directory in %s: %s'
-                                % (staging_parent, exc.strerror or exc))
+                                % (staging_parent, getattr(exc, 'strerror', None) or exc))
         staging_fd, work = None, staging
         keep_staging = False
         try:
@@ -374,6 +395,11 @@ def restore(src, backup_password, layout, key_password=None, keep_pre_restore=Tr
                 os.close(staging_fd)
             elif not keep_staging:
                 _remove_staging_by_name(layout, staging)
+            if not keep_staging and not check_mode:
+                try:
+                    _swap.record_staging(layout, [])
+                except (OSError, UnsafePath):
+                    pass  # a record of a staging dir that is gone: the next run forgets it
     finally:
         for fd in (lock_fd, state_fd):
             if fd is not None:

@@ -56,6 +56,7 @@ COMMITTED = 'committed'
 STATE_DIR_NAME = '.nexus-secrets-restore'
 LOCK_NAME = 'lock'
 JOURNAL_SUFFIX = '.journal'
+STAGING_SUFFIX = '.staging'
 JOURNAL_MAX_BYTES = 64 * 1024
 # Where versions up to 0.2 wrote the journal: inside the data dir, which the service account writes.
 LEGACY_JOURNAL_NAME = '.nexus-restore.journal'
@@ -300,10 +301,9 @@ def _write_all(fd, data):
         data = data[os.write(fd, data):]
 
 
-def write_journal(layout, journal, label):
-    checkpoint(label)
-    data = json.dumps(_stored(layout, journal), sort_keys=True, indent=1).encode('utf-8')
-    tmp = layout.journal_name + '.tmp'
+def _write_private(layout, name, data):
+    """Write ``data`` atomically to ``name`` in the state dir: a 0600 temp file, fsync, rename, fsync."""
+    tmp = name + '.tmp'
     sfd = open_state_dir(layout)
     try:
         try:
@@ -316,19 +316,15 @@ def write_journal(layout, journal, label):
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, layout.journal_name, src_dir_fd=sfd, dst_dir_fd=sfd)
+        os.replace(tmp, name, src_dir_fd=sfd, dst_dir_fd=sfd)
         os.fsync(sfd)
     finally:
         os.close(sfd)
 
 
-def journal_exists(layout):
-    return lexists(layout, layout.journal_path)
-
-
-def read_journal(layout):
-    """The (expanded) journal of an interrupted swap, or None; SwapError when it cannot be trusted or read."""
-    where = layout.journal_path
+def _read_private(layout, name, what):
+    """Bytes of ``name`` in the state dir, or None; SwapError unless it is a private regular file of ours."""
+    where = os.path.join(layout.state_dir, name)
     try:
         sfd = open_state_dir(layout, create=False)
     except (UnsafePath, OSError) as exc:
@@ -338,25 +334,41 @@ def read_journal(layout):
         return None
     try:
         try:
-            fd, st = open_file_at(sfd, layout.journal_name, where)
+            fd, st = open_file_at(sfd, name, where)
         except FileNotFoundError:
             return None
         try:
             if st.st_uid != os.geteuid() or st.st_mode & 0o022 or st.st_nlink != 1:
-                raise UnsafePath('the restore journal %s is not a private file of uid %d (owner uid %d, mode %04o, '
-                                 '%d links)' % (where, os.geteuid(), st.st_uid, stat.S_IMODE(st.st_mode),
-                                                st.st_nlink))
+                raise UnsafePath('%s %s is not a private file of uid %d (owner uid %d, mode %04o, %d links)'
+                                 % (what, where, os.geteuid(), st.st_uid, stat.S_IMODE(st.st_mode), st.st_nlink))
             if st.st_size > JOURNAL_MAX_BYTES:
-                raise UnsafePath('the restore journal %s is %d bytes, more than this collection ever writes'
-                                 % (where, st.st_size))
-            data = os.read(fd, JOURNAL_MAX_BYTES + 1)
+                raise UnsafePath('%s %s is %d bytes, more than this collection ever writes' % (what, where, st.st_size))
+            return os.read(fd, JOURNAL_MAX_BYTES + 1)
         finally:
             os.close(fd)
     except (UnsafePath, OSError) as exc:
-        raise SwapError('cannot use the restore journal: %s; nothing was changed; inspect it by hand'
-                        % (getattr(exc, 'strerror', None) or exc))
+        raise SwapError('cannot use %s: %s; nothing was changed; inspect it by hand'
+                        % (what, getattr(exc, 'strerror', None) or exc))
     finally:
         os.close(sfd)
+
+
+def write_journal(layout, journal, label):
+    checkpoint(label)
+    _write_private(layout, layout.journal_name,
+                   json.dumps(_stored(layout, journal), sort_keys=True, indent=1).encode('utf-8'))
+
+
+def journal_exists(layout):
+    return lexists(layout, layout.journal_path)
+
+
+def read_journal(layout):
+    """The (expanded) journal of an interrupted swap, or None; SwapError when it cannot be trusted or read."""
+    where = layout.journal_path
+    data = _read_private(layout, layout.journal_name, 'the restore journal')
+    if data is None:
+        return None
     try:
         raw = json.loads(data.decode('utf-8'))
     except ValueError as exc:
@@ -366,6 +378,56 @@ def read_journal(layout):
     except ValueError as exc:
         raise SwapError('the restore journal %s is not one this collection wrote for this data dir (%s); nothing '
                         'was changed; inspect it by hand' % (where, exc))
+
+
+# --- staging dirs: named in the state dir before they are made ------------------------------------
+#
+# A crashed run leaves its staging dir behind, and the next run removes it. Which directories are
+# such leftovers is read from the state dir, never guessed from names in the data dir: there the
+# service account could give a root-owned directory (a pre-restore copy) a staging name.
+
+def _staging_record_name(layout):
+    return os.path.basename(layout.data_dir) + STAGING_SUFFIX
+
+
+def recorded_staging(layout):
+    """Paths of staging dirs that runs for this data dir announced and may not have removed."""
+    data = _read_private(layout, _staging_record_name(layout), 'the staging record')
+    if data is None:
+        return []
+    try:
+        raw = json.loads(data.decode('utf-8'))
+        if not isinstance(raw, list) or not all(
+                isinstance(e, list) and len(e) == 2 and e[0] in ('data_dir', 'parent')
+                and isinstance(e[1], str) and STAGING_NAME_RE.match(e[1]) for e in raw):
+            raise ValueError('unexpected entries')
+    except ValueError as exc:
+        raise SwapError('the staging record %s is not one this collection wrote (%s); nothing was changed; '
+                        'inspect it by hand' % (os.path.join(layout.state_dir, _staging_record_name(layout)), exc))
+    return [os.path.join(layout.data_dir if where == 'data_dir' else layout.parent, name) for where, name in raw]
+
+
+def record_staging(layout, paths):
+    """Announce (or, with [], forget) the staging dirs of this data dir; each must be a valid staging path."""
+    entries = []
+    for path in paths:
+        where = 'data_dir' if os.path.dirname(path) == layout.data_dir else 'parent'
+        if os.path.dirname(path) not in (layout.data_dir, layout.parent) or \
+                not STAGING_NAME_RE.match(os.path.basename(path)):
+            raise ValueError('not a staging path: %s' % path)
+        entries.append([where, os.path.basename(path)])
+    name = _staging_record_name(layout)
+    if not entries:
+        sfd = open_state_dir(layout)
+        try:
+            os.unlink(name, dir_fd=sfd)
+            os.fsync(sfd)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(sfd)
+        return
+    _write_private(layout, name, json.dumps(entries).encode('utf-8'))
 
 
 # --- journal contents: names only, every path rebuilt from the Layout ------------------------------

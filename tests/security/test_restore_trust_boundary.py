@@ -164,6 +164,19 @@ def test_a_private_journal_is_still_checked_name_by_name(tmp_path, field, value)
     assert snapshot(tmp_path) == before
 
 
+def test_a_root_owned_copy_renamed_to_a_staging_name_is_not_deleted(arena):
+    """Leftover staging dirs are those the state dir recorded: a name in the account's dir decides nothing."""
+    data = account_data_dir(arena.base)
+    first = restore_core(data)
+    pre = first['pre_restore_path']
+    kept = snapshot(pre)
+    assert kept['.'][2] == 0 and kept['.'][1] == 0o700  # root's private copy of the replaced state
+    lookalike = data / '.nexus-restore-aaaaaaaa'
+    as_nobody(['mv', '-T', pre, lookalike])
+    restore_core(data, check_mode=False)
+    assert snapshot(lookalike) == kept
+
+
 # --- 2. a source file flipped between a regular file and a link ------------------------------------
 
 FLIPPER = '''
@@ -171,11 +184,11 @@ import os, sys
 os.chdir(sys.argv[1])
 victim = sys.argv[2]
 print('flipping', flush=True)
-while True:
-    os.link('good.db', 'tmp-file')
-    os.replace('tmp-file', 'nexus.db')
+while True:  # link first: rename() between two names of one inode would do nothing
     os.symlink(victim, 'tmp-link')
     os.replace('tmp-link', 'nexus.db')
+    os.link('good.db', 'tmp-file')
+    os.replace('tmp-file', 'nexus.db')
 '''
 
 
@@ -207,9 +220,11 @@ def test_working_dir_source_flipped_to_a_link_never_copies_a_root_file(arena):
         # The module, as the DR rollback runs it, while the account keeps flipping.
         out = run_module(MODULE, module_args(data, src=str(source), backup_password=None))
     finally:
+        alive = flipper.poll() is None
         flipper.kill()
-        flipper.wait()
+        dummy, flipper_err = flipper.communicate()
     print('\nflipped source: %(copied)d copies of the regular file, %(refused)d refusals of the link' % outcomes)
+    assert alive, 'the flipping process died: %s' % flipper_err
     assert outcomes['refused'] and outcomes['copied']  # both sides of the race were really met
     if out.get('failed'):
         assert 'symbolic link' in out['msg'] and 'nothing was changed' in out['msg'], out['msg']

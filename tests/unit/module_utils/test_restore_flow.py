@@ -258,8 +258,21 @@ def test_leftover_staging_of_a_crashed_run_is_removed(world):
     (stale / 'tree' / 'nexus.db').write_bytes(b'half-decrypted')
     (world['live'] / '..nexus-restore.journal.x1y2.tmp').write_bytes(b'{"half')
     (world['tmp'] / '.nexus-restore-fresh1').mkdir()  # a crashed restore onto a then-missing data dir
+    # The crashed runs had named their staging dirs in the state dir before making them.
+    os.close(_swap.open_state_dir(world['layout']))
+    _swap.record_staging(world['layout'], [str(stale), str(world['tmp'] / '.nexus-restore-fresh1')])
     _restore.restore(world['backup'], PASSWORD, world['layout'])
     assert b.leftovers(world['live'], world['tmp']) == []
+    assert _swap.recorded_staging(world['layout']) == []
+
+
+def test_a_directory_that_only_looks_like_staging_is_left_alone(world):
+    """Leftovers are what the state dir recorded, not what a name in the data dir suggests."""
+    lookalike = world['live'] / '.nexus-restore-notours'
+    (lookalike / 'data').mkdir(parents=True)
+    (lookalike / 'data' / 'keep').write_bytes(b'not a staging dir')
+    _restore.restore(world['backup'], PASSWORD, world['layout'])
+    assert (lookalike / 'data' / 'keep').read_bytes() == b'not a staging dir'
 
 
 @pytest.fixture
