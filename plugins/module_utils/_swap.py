@@ -197,12 +197,22 @@ def _mkdir(layout, path, owner_ids, label):
         os.fsync(pfd)
 
 
-def _check_ours(layout, path):
-    """A staging or pre-restore dir about to be removed must still be the private one made here."""
+def _identity(st):
+    return [st.st_dev, st.st_ino]
+
+
+def _check_ours(layout, path, identity=None):
+    """A staging or pre-restore dir about to be removed must still be the private one made here.
+
+    With ``identity`` (``[st_dev, st_ino]`` from the root-only journal) it must be that very
+    directory: the service account can rename root-owned directories inside its data dir.
+    """
     st = _lstat(layout, path)
     if st is not None and stat.S_ISDIR(st.st_mode):
         with opened_dir(layout, path) as fd:
-            check_private(fd, path)
+            st = check_private(fd, path)
+        if identity is not None and _identity(st) != list(identity):
+            raise UnsafePath('%s is not the directory this restore made (it was replaced); left in place' % path)
 
 
 def _remove_tree(layout, path, label):
@@ -446,13 +456,15 @@ def _stored(layout, journal):
         'keep_pre_restore': bool(journal['keep_pre_restore']),
         'created_dirs': list(journal['created_dirs']),
         'existed': dict((item['name'], bool(item['existed'])) for item in journal['items']),
+        'staging_id': journal['staging_id'],
+        'pre_restore_id': journal['pre_restore_id'],
     }
 
 
 def _expand(layout, raw):
     """The working journal for ``layout`` from its stored form; ValueError for anything unexpected."""
     keys = set(['format', 'state', 'data_dir', 'db_path', 'keys_dir', 'staging', 'staging_in', 'pre_restore',
-                'keep_pre_restore', 'created_dirs', 'existed'])
+                'keep_pre_restore', 'created_dirs', 'existed', 'staging_id', 'pre_restore_id'])
     if not isinstance(raw, dict) or set(raw) != keys:
         raise ValueError('unexpected fields')
     if raw['format'] != JOURNAL_FORMAT or raw['state'] not in (SWAPPING, COMMITTED):
@@ -469,6 +481,11 @@ def _expand(layout, raw):
         raise ValueError('bad pre-restore name')
     if not isinstance(raw['keep_pre_restore'], bool):
         raise ValueError('bad keep_pre_restore')
+    for what in ('staging_id', 'pre_restore_id'):
+        ident = raw[what]
+        if not (ident is None and what == 'pre_restore_id') and not (
+                isinstance(ident, list) and len(ident) == 2 and all(isinstance(i, int) for i in ident)):
+            raise ValueError('bad %s' % what)
     created = raw['created_dirs']
     allowed = layout.creatable_dirs()
     if not isinstance(created, list) or not all(isinstance(p, str) and p in allowed for p in created):
@@ -498,6 +515,8 @@ def _expand(layout, raw):
         'keep_pre_restore': raw['keep_pre_restore'],
         'created_dirs': list(created),
         'items': items,
+        'staging_id': raw['staging_id'],
+        'pre_restore_id': raw['pre_restore_id'],
     }
 
 
@@ -544,6 +563,9 @@ def plan(layout, staged_root, staging_dir, pre_restore_dir, keep_pre_restore):
     if os.path.dirname(pre_restore_dir) != layout.data_dir:
         raise ValueError('the pre-restore dir must be in the data dir')
     check_live(layout)
+    staging_st = _lstat(layout, staging_dir)
+    if staging_st is None or not stat.S_ISDIR(staging_st.st_mode):
+        raise ValueError('the staging dir %s does not exist' % staging_dir)
     existed = [lexists(layout, live) for _name, live, _staged in layout.live_items()]
     stored = {
         'format': JOURNAL_FORMAT, 'state': SWAPPING, 'data_dir': layout.data_dir, 'db_path': layout.db_path,
@@ -553,6 +575,8 @@ def plan(layout, staged_root, staging_dir, pre_restore_dir, keep_pre_restore):
         'keep_pre_restore': bool(keep_pre_restore and any(existed)),
         'created_dirs': missing_dirs(layout),
         'existed': dict((item[0], e) for item, e in zip(layout.live_items(), existed)),
+        'staging_id': _identity(staging_st),
+        'pre_restore_id': None,
     }
     return _expand(layout, stored)
 
@@ -582,7 +606,8 @@ def swap_in(layout, journal, owner_ids=(-1, -1)):
         for item in journal['items']:
             if item['staged']:
                 _rename(layout, item['staged'], item['live'], 'install ' + item['name'])
-        journal = dict(journal, state=COMMITTED)
+        pre_st = _lstat(layout, journal['pre_restore'])
+        journal = dict(journal, state=COMMITTED, pre_restore_id=_identity(pre_st) if pre_st else None)
         write_journal(layout, journal, 'journal committed')
     except Exception as exc:
         try:
@@ -640,7 +665,7 @@ def roll_back(layout, journal):
                              item['name'])
         if moved_out:
             _rename(layout, item['saved'], item['live'], 'rollback restore ' + item['name'])
-    _check_ours(layout, journal['staging'])
+    _check_ours(layout, journal['staging'], journal['staging_id'])
     _remove_tree(layout, journal['staging'], 'rollback remove staging')
     _remove_empty_pre_restore(layout, journal['pre_restore'])
     _drop_journal(layout, journal, 'rollback')
@@ -670,10 +695,10 @@ def _drop_journal(layout, journal, phase):
 
 def finish(layout, journal):
     """After ``committed``: drop staging and (unless kept) the pre-restore copy, then the journal."""
-    _check_ours(layout, journal['staging'])
+    _check_ours(layout, journal['staging'], journal['staging_id'])
     _remove_tree(layout, journal['staging'], 'finish remove staging')
     if not journal['keep_pre_restore']:
-        _check_ours(layout, journal['pre_restore'])
+        _check_ours(layout, journal['pre_restore'], journal['pre_restore_id'])
         _remove_tree(layout, journal['pre_restore'], 'finish remove pre_restore')
     checkpoint('finish remove journal')
     with opened_dir(layout, layout.state_dir) as sfd:

@@ -140,6 +140,8 @@ def test_state_dir_planted_by_the_account_in_a_shared_parent_is_refused(arena):
     ('data_dir', '/somewhere/else'),
     ('staging_in', 'anywhere'),
     ('existed', {'nexus.db': True}),
+    ('staging_id', '/etc'),
+    ('pre_restore_id', [1, '2']),
     ('items', [{'live': '/etc/shadow'}]),
 ])
 def test_a_private_journal_is_still_checked_name_by_name(tmp_path, field, value):
@@ -153,7 +155,8 @@ def test_a_private_journal_is_still_checked_name_by_name(tmp_path, field, value)
     stored = {'format': 2, 'state': 'committed', 'data_dir': layout.data_dir, 'db_path': layout.db_path,
               'keys_dir': layout.keys_dir, 'staging': '.nexus-restore-abc', 'staging_in': 'data_dir',
               'pre_restore': 'pre-restore-2026-01-01-000000', 'keep_pre_restore': False, 'created_dirs': [],
-              'existed': dict((name, False) for name, _l, _s in layout.live_items())}
+              'existed': dict((name, False) for name, _l, _s in layout.live_items()),
+              'staging_id': [1, 2], 'pre_restore_id': None}
     stored[field] = value
     os.close(_swap.open_state_dir(layout))
     with os.fdopen(os.open(layout.journal_path, os.O_WRONLY | os.O_CREAT, 0o600), 'w') as fh:
