@@ -349,8 +349,9 @@ def test_data_dir_flipped_to_a_link_during_restores_never_touches_root_files(are
                 restore_core(data)
                 outcome = 'restored'
             except (_restore.RestoreFailed, _swap.RollbackFailed) as exc:
-                assert 'symbolic link' in str(exc) or 'No such file' in str(exc), exc
-                outcome = type(exc).__name__
+                # Which check meets the flip varies (a link, a missing or a replaced directory); any
+                # clean refusal will do, as long as root's files stay as they were.
+                outcome = '%s: %s' % (type(exc).__name__, str(exc).replace(str(data), '<data_dir>')[:90])
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             assert arena.victim_state() == victim
     finally:
