@@ -120,6 +120,7 @@ def test_installed_tarball_runs_every_module(tarball, tmp_path, nexus_server_fac
     imported = res.task('nexus_import')
     assert imported['changed'] and imported['created'] == len(SECRETS)
     assert {s['path'] for s in target.client().list().json()['secrets']} == set(SECRETS)
+    assert res.task('nexus_audit_info')['by_action'] == {'secret.create': len(SECRETS)}
 
     # The restored scratch dir is a working NEXUS data dir holding the same secrets.
     restored = nexus_server_factory(workdir=scratch, key_password=KEY_PASSWORD)
