@@ -27,10 +27,16 @@ description:
     place. A stale WAL is therefore never replayed over the restored database (nexusctl's restore
     leaves it, and SQLite undoes the restore with it), and the restored keyring is exactly the
     backup's, without key files the backup does not have.
-  - Each step is announced in a journal (C(<data_dir>/.nexus-restore.journal)). If the swap fails it
+  - Each step is announced in a journal, kept where only the user running the module writes
+    (C(<parent of data_dir>/.nexus-secrets-restore/), mode C(0700)). If the swap fails it
     is rolled back at once; if the process dies, the next run of this module finds the journal and
     undoes an unfinished swap or finishes a committed one before doing anything else, so the data
     directory always ends up holding either the complete previous state or the complete backup.
+  - Nothing under the data directory, which the NEXUS service account writes, is reached through a
+    symbolic link. A link at C(data), C(data/keys), C(nexus.db) or its C(-wal)/C(-shm)/C(-journal), a
+    journal inside the data directory, or a state directory not private to the running user is
+    refused with its path, and nothing is changed; so is an O(data_dir) that is itself a link. See
+    C(docs/security.md).
   - Idempotent. When the data directory already holds exactly the backup's files (same SHA-256 for
     C(nexus.db) and each key file, modes C(0600)/C(0700), the requested owner and group) and no stale
     WAL, nothing is moved and the task reports no change.
@@ -46,7 +52,8 @@ attributes:
       reports whether the restore would change the data directory.
   diff_mode:
     support: full
-    details: Lists the files before and after (name, size, SHA-256); never their contents.
+    details: Lists the files before and after (name, size, SHA-256); never their contents. Links are
+      listed as links, never followed.
   platform:
     platforms: posix
 options:
@@ -111,8 +118,9 @@ notes:
     C(data/keys) from the pre-restore directory back, start NEXUS with the old key password. The
     pre-restore directory is itself a NEXUS working directory: a server started in it
     (C(-db <it>/nexus.db)) with the old key password serves the previous state."
-  - Only one restore runs at a time per parent directory of O(data_dir) (a lock on that directory, so
-    that a data directory being created is covered too).
+  - Only one restore runs at a time per parent directory of O(data_dir) (a private C(0600) lock file in
+    C(<parent of data_dir>/.nexus-secrets-restore/), so that a data directory being created is covered
+    too).
   - Prefer the password options (from Ansible Vault) over E(NEXUS_BACKUP_PASSWORD)/E(NEXUS_KEY_PASSWORD)
     set with the task's C(environment) keyword; Ansible shows such variables in the command it logs
     at C(-vvv).
