@@ -186,7 +186,7 @@ def _remove_dir(parent_fd, name, inner_fd=None):
     """Remove ``name`` (a staging dir of ours: plain files only) under ``parent_fd``, without following links."""
     st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
     if not stat.S_ISDIR(st.st_mode):
-        checkpoint('remove ' + name)
+        checkpoint('remove leftover')
         os.unlink(name, dir_fd=parent_fd)
         return
     fd = inner_fd if inner_fd is not None else _open_dir(name, dir_fd=parent_fd)
@@ -197,7 +197,7 @@ def _remove_dir(parent_fd, name, inner_fd=None):
     finally:
         if inner_fd is None:
             os.close(fd)
-    checkpoint('rmdir ' + name)
+    checkpoint('rmdir staging')
     os.rmdir(name, dir_fd=parent_fd)
 
 
