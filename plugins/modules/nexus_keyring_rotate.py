@@ -19,7 +19,7 @@ description:
     each, in NEXUS's format (hex of salt, nonce and AES-256-GCM ciphertext; Argon2id key).
   - All four files change or none. The new ones are written into a fresh sibling directory of the
     keys directory (C(.nexus-rekey-*), mode C(0700), files C(0600) from their first byte, same owner
-    as before), made durable, read back and decrypted; then one C(renameat2(RENAME_EXCHANGE)) swaps
+    as before), made durable, read back and decrypted; then one C(renameat2) call with C(RENAME_EXCHANGE) swaps
     the two directories, and the old files are removed. A run that is killed leaves the complete
     old or the complete new keyring, never a mix; the next run removes the C(.nexus-rekey-*)
     directory it may have left.
@@ -28,7 +28,7 @@ description:
     start-up; a server started with the wrong password replaces the keyring and every secret is lost.
   - Idempotent. When the keyring already opens with O(new_key_password) (and not with
     O(key_password)), nothing is changed.
-  - The data directory belongs to the NEXUS account. Below O(data_dir) nothing is followed: a
+  - The data directory belongs to the NEXUS account. Below O(data_dir) nothing is followed; a
     symbolic link in place of a directory or key file is refused.
 extends_documentation_fragment:
   - nexus.secrets.data_dir
@@ -156,8 +156,8 @@ def main():
     if result['state'] == 'already':
         result['msg'] = 'the keyring in %s already opens with new_key_password' % layout.keys_dir
     else:
-        result['msg'] = '%s the keyring password of %s' % ('would rotate' if module.check_mode else 'rotated',
-                                                          layout.keys_dir)
+        verb = 'would rotate' if module.check_mode else 'rotated'
+        result['msg'] = '%s the keyring password of %s' % (verb, layout.keys_dir)
     module.exit_json(**result)
 
 

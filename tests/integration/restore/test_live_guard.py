@@ -185,8 +185,8 @@ def test_the_scan_writes_nothing_and_checkpoints_nothing(nexus_server_factory, t
     before = b.snapshot(data_dir)
     found = _liveness.scan(str(data_dir / 'nexus.db'), str(data_dir / 'data' / 'keys'))
     assert not found['in_use'] and found['holders'] == []
-    assert set(os.path.basename(p) for p in found['files']) >= {'nexus.db', 'nexus.db-wal', 'nexus.db-shm',
-                                                                 'master.key'}
+    names = set(os.path.basename(p) for p in found['files'])
+    assert names >= {'nexus.db', 'nexus.db-wal', 'nexus.db-shm', 'master.key'}
     assert b.snapshot(data_dir) == before
 
 
