@@ -24,7 +24,6 @@ Private to this collection.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -57,7 +56,7 @@ def checkpoint(label):
 
 def _renameat2():
     """A callable ``f(olddirfd, oldname, newdirfd, newname, flags) -> int``, or None."""
-    libc = ctypes.CDLL(ctypes.util.find_library('c') or None, use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)  # the C library the interpreter is linked with
     func = getattr(libc, 'renameat2', None)
     if func is not None:
         func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
@@ -271,13 +270,15 @@ def _same_entry(parent_fd, name, fd):
 
 
 def _exchange(parent_fd, keys_name, staging):
+    """Swap the staging dir in; OSError only when nothing was swapped."""
     checkpoint('exchange')
     exchange(parent_fd, keys_name, staging)
-    checkpoint('fsync parent')
-    os.fsync(parent_fd)
 
 
 def _remove_old(parent_fd, staging, keys_fd):
+    """Make the swap durable, then remove the old files (now under the staging name)."""
+    checkpoint('fsync parent')
+    os.fsync(parent_fd)
     _remove_dir(parent_fd, staging, inner_fd=keys_fd)
     checkpoint('fsync parent after removal')
     os.fsync(parent_fd)
@@ -302,13 +303,13 @@ def rotate(layout, key_password, new_key_password, force=False, check_mode=False
         result['holders'] = found['holders']
         result['warnings'].extend(_liveness.notes(found))
         if found['in_use']:
-            what = 'in use by ' + _liveness.describe(found)
+            what = _liveness.describe(found)
             if not force:
-                raise RekeyFailed('refusing to rotate the keyring password: the data directory is %s; stop the '
-                                  'server first (or set force=true if you know better); nothing was changed' % what,
+                raise RekeyFailed('refusing to rotate the keyring password: %s; stop the server first (or set '
+                                  'force=true if you know better); nothing was changed' % what,
                                   holders=found['holders'])
             result['overridden'].append(what)
-            result['warnings'].append('force=true: rotating although the data directory is ' + what)
+            result['warnings'].append('force=true: rotating although ' + what)
         parent_fd, keys_name = open_parent(layout.data_dir, layout.keys_dir)
         try:
             _rotate_in(parent_fd, keys_name, layout.keys_dir, key_password, new_key_password, check_mode, result)
@@ -320,13 +321,6 @@ def rotate(layout, key_password, new_key_password, force=False, check_mode=False
 
 
 def _rotate_in(parent_fd, keys_name, keys_dir, key_password, new_key_password, check_mode, result):
-    stale = leftovers(parent_fd)
-    if stale:
-        if check_mode:
-            result['warnings'].append('leftovers of an interrupted rotation would be removed: %s' % ', '.join(stale))
-        else:
-            result['removed'] = remove_leftovers(parent_fd)
-            result['changed'] = True
     try:
         keys_fd = _open_dir(keys_name, dir_fd=parent_fd)
     except OSError as exc:
@@ -338,41 +332,53 @@ def _rotate_in(parent_fd, keys_name, keys_dir, key_password, new_key_password, c
         try:
             plaintexts = _keyring.open_keyring(blobs, key_password, keys_dir)
             if plaintexts is None:
-                if _keyring.open_keyring(blobs, new_key_password, keys_dir) is not None:
-                    result['state'] = 'already'
-                    return
-                raise RekeyFailed('key_password does not unlock the keyring in %s (nor does new_key_password); '
-                                  'nothing was changed' % keys_dir)
-            if (key_password or _keyring.DEFAULT_KEY_PASSWORD) == new_key_password:
+                if _keyring.open_keyring(blobs, new_key_password, keys_dir) is None:
+                    raise RekeyFailed('key_password does not unlock the keyring in %s (nor does new_key_password); '
+                                      'nothing was changed' % keys_dir)
                 result['state'] = 'already'
-                return
+            elif (key_password or _keyring.DEFAULT_KEY_PASSWORD) == new_key_password:
+                result['state'] = 'already'
+            else:
+                result['state'] = 'rotated'
         except _keyring.KeyringError as exc:
             raise RekeyFailed('%s; nothing was changed' % exc)
+        # ``keys`` holds a complete keyring (old or new); a staging dir beside it is never needed.
+        stale = leftovers(parent_fd)
+        if stale and check_mode:
+            result['warnings'].append('leftovers of an interrupted rotation would be removed: %s' % ', '.join(stale))
+        elif stale:
+            result['removed'] = remove_leftovers(parent_fd)
+            result['changed'] = True
+        if result['state'] == 'already':
+            return
         result['changed'] = True
-        result['state'] = 'rotated'
         if check_mode:
             return
-        aes_key, texts = _keyring.seal_keyring(plaintexts, new_key_password)
-        staging = STAGING_PREFIX + os.urandom(4).hex()
-        try:
-            _write_staging(parent_fd, staging, keys_fd, texts, stats, aes_key)
-            if not _same_entry(parent_fd, keys_name, keys_fd):
-                raise RekeyFailed('%s was replaced while the new key files were written; nothing was changed'
-                                  % keys_dir)
-            _exchange(parent_fd, keys_name, staging)
-        except (RekeyFailed, OSError) as exc:
-            _discard(parent_fd, staging)
-            if isinstance(exc, RekeyFailed):
-                raise
-            if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                raise RekeyFailed('the filesystem of %s cannot swap two directories atomically (renameat2 '
-                                  'RENAME_EXCHANGE: %s); nothing was changed' % (keys_dir, exc.strerror or exc))
-            raise RekeyFailed('cannot write or swap in the new key files (%s); nothing was changed'
-                              % (exc.strerror or exc))
-        try:
-            _remove_old(parent_fd, staging, keys_fd)
-        except OSError as exc:
-            result['warnings'].append('rotated, but the old key files in %s could not be removed (%s); the next '
-                                      'run removes them' % (os.path.join(os.path.dirname(keys_dir), staging), exc))
+        _replace(parent_fd, keys_name, keys_fd, keys_dir, plaintexts, stats, new_key_password, result)
     finally:
         os.close(keys_fd)
+
+
+def _replace(parent_fd, keys_name, keys_fd, keys_dir, plaintexts, stats, new_key_password, result):
+    aes_key, texts = _keyring.seal_keyring(plaintexts, new_key_password)
+    staging = STAGING_PREFIX + os.urandom(4).hex()
+    try:
+        _write_staging(parent_fd, staging, keys_fd, texts, stats, aes_key)
+        if not _same_entry(parent_fd, keys_name, keys_fd):
+            raise RekeyFailed('%s was replaced while the new key files were written; nothing was changed'
+                              % keys_dir)
+        _exchange(parent_fd, keys_name, staging)  # raises only when nothing was swapped
+    except (RekeyFailed, OSError) as exc:
+        _discard(parent_fd, staging)
+        if isinstance(exc, RekeyFailed):
+            raise
+        if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise RekeyFailed('the filesystem of %s cannot swap two directories atomically (renameat2 '
+                              'RENAME_EXCHANGE: %s); nothing was changed' % (keys_dir, exc.strerror or exc))
+        raise RekeyFailed('cannot write or swap in the new key files (%s); nothing was changed'
+                          % (exc.strerror or exc))
+    try:
+        _remove_old(parent_fd, staging, keys_fd)
+    except OSError as exc:
+        result['warnings'].append('rotated, but the old key files in %s could not be removed (%s); the next '
+                                  'run removes them' % (os.path.join(os.path.dirname(keys_dir), staging), exc))

@@ -305,7 +305,7 @@ def live_server_guard(module, layout):
     found = _liveness.scan(layout.db_path, layout.keys_dir)
     signals = []
     if found['in_use']:
-        signals.append('in use by ' + _liveness.describe(found))
+        signals.append(_liveness.describe(found))
     state, detail = _health.probe(params['health_url'])
     if state != _health.STOPPED:
         signals.append(detail)
