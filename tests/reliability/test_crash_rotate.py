@@ -32,7 +32,7 @@ OLD = 'old-keyring-password'
 NEW = 'new-keyring-password'
 PHASES = ('preflight', 'decrypt', 'write', 'swap', 'cleanup')
 # The swap phase is short: every one of its events is a kill point.
-KILLS_PER_PHASE = {'preflight': 1, 'decrypt': 1, 'write': 6, 'swap': 10, 'cleanup': 6}
+KILLS_PER_PHASE = {'preflight': 1, 'decrypt': 1, 'write': 6, 'swap': 10, 'cleanup': 7}
 MODULE_SAMPLE_EVERY = 7
 
 
