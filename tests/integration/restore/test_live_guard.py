@@ -19,7 +19,7 @@ import yaml
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _liveness
 from tests.integration.restore import backups as b
-from tests.nexus_server.harness import free_port
+from tests.nexus_server.harness import refused_port
 from tests.unit.module_utils._fixtures import BACKUP_PASSWORD, KEYRING_PASSWORD, fixture_path
 
 RESTORE = 'nexus.secrets.nexus_restore'
@@ -42,7 +42,7 @@ time.sleep(600)
 
 
 def stopped_health_url():
-    return 'http://127.0.0.1:%d/health' % free_port()
+    return 'http://127.0.0.1:%d/health' % refused_port()
 
 
 def restore_args(data_dir, **extra):
@@ -223,7 +223,7 @@ def _stop_phase(ansible_playbook, tmp_path, data_dir, stop_command, timeout=3):
     playbook = tmp_path / 'stop.yml'
     playbook.write_text(yaml.safe_dump(play))
     return ansible_playbook(playbook, extra_vars={
-        'nexus_dr_data_dir': str(data_dir), 'nexus_dr_url': 'http://127.0.0.1:%d' % free_port(),
+        'nexus_dr_data_dir': str(data_dir), 'nexus_dr_url': 'http://127.0.0.1:%d' % refused_port(),
         'nexus_dr_stop_command': stop_command, 'nexus_dr_start_command': 'true',
         'nexus_dr_health_timeout': timeout,
     })
