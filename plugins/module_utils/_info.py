@@ -10,11 +10,21 @@ Private to this collection; not a public API. No AnsibleModule logic here.
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import tempfile
+
+from urllib.parse import quote
+
+from ansible_collections.nexus.secrets.plugins.module_utils import _verify
 from ansible_collections.nexus.secrets.plugins.module_utils._api import AuthRejected, NexusApiError
+from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import remove_tree
 from ansible_collections.nexus.secrets.plugins.module_utils._parallel import map_parallel
 from ansible_collections.nexus.secrets.plugins.module_utils._secrets_io import unreachable_reason
 
 READ_CHOICES = ('none', 'one', 'all')
+# Paths named per kind of difference in ``backup_match`` (the counts are always complete).
+MAX_PATHS = 10
 # How many listed paths "one" tries before it gives up (a secret deleted between listing and GET).
 ONE_CANDIDATES = 3
 
@@ -84,14 +94,59 @@ def read_secrets(client, paths, read, workers=4):
     return len(paths), unreadable
 
 
-def check_server(client, method, read='one', prefix='', expected_count=None, workers=4):
+class BackupError(Exception):
+    """The backup to compare with cannot be read; the message says why (never a password)."""
+
+
+def backup_secrets(path, backup_password, tmp_dir=None):
+    """``{path: (id, version)}`` of the live secrets in the backup ``path``.
+
+    The backup is decrypted and validated into a private staging directory (removed afterwards),
+    exactly as a restore would, and its database read there: nothing of a data directory is read.
+    """
+    try:
+        staging = tempfile.mkdtemp(prefix='.nexus-info-', dir=tmp_dir)
+    except OSError as exc:
+        raise BackupError('cannot create a private staging directory: %s' % (exc.strerror or exc))
+    try:
+        staged = _verify.stage_backup(path, backup_password, staging)
+        conn = sqlite3.connect('file:%s?mode=ro&immutable=1' % quote(os.path.abspath(staged.db_path)), uri=True)
+        try:
+            rows = conn.execute('SELECT path, id, version FROM secrets WHERE deleted_at IS NULL').fetchall()
+        finally:
+            conn.close()
+        return dict((row[0], (row[1], row[2])) for row in rows)
+    except _verify.BackupInvalid as exc:
+        raise BackupError('the backup %s cannot be compared: %s' % (path, exc))
+    except (sqlite3.DatabaseError, IOError, OSError) as exc:
+        raise BackupError('the backup %s cannot be compared: %s' % (path, exc))
+    finally:
+        remove_tree(staging)
+
+
+def compare_with_backup(listed, expected):
+    """What restoring the backup (``expected``, from ``backup_secrets``) would change in what the
+    server lists (``listed``: listing entries). A secret is the same when its id and version are: a
+    NEXUS update always makes a new version, so the same version is the same value."""
+    live = dict((s['path'], (s.get('id'), s.get('version'))) for s in listed
+                if isinstance(s, dict) and isinstance(s.get('path'), str))
+    missing = sorted(p for p in expected if p not in live)
+    extra = sorted(p for p in live if p not in expected)
+    changed = sorted(p for p in expected if p in live and tuple(live[p]) != tuple(expected[p]))
+    return dict(matches=not (missing or extra or changed), backup_secrets=len(expected),
+                missing=len(missing), extra=len(extra), changed=len(changed),
+                paths=dict(missing=missing[:MAX_PATHS], extra=extra[:MAX_PATHS], changed=changed[:MAX_PATHS]))
+
+
+def check_server(client, method, read='one', prefix='', expected_count=None, workers=4, backup=None):
     """Every check, in order; a failed step stops the ones that need it.
 
     Returns the module's result without ``changed``: ``health``, ``auth``, ``count``, ``checked``,
-    ``unreadable``, ``unreachable_paths``, ``problems`` and ``ok``.
+    ``unreadable``, ``unreachable_paths``, ``problems``, ``ok`` and ``backup_match`` (None unless
+    ``backup``, the ``backup_secrets`` of a backup, is given: then how the live secrets differ from it).
     """
     result = dict(health=check_health(client), auth=dict(method=method, ok=False, detail=None), count=None,
-                  checked=0, unreadable=[], unreachable_paths=[], problems=[])
+                  checked=0, unreadable=[], unreachable_paths=[], problems=[], backup_match=None)
     problems = result['problems']
     if result['health']['status'] != 'healthy':
         problems.append('the server is %s: %s' % (result['health']['status'], result['health']['detail']))
@@ -111,6 +166,10 @@ def check_server(client, method, read='one', prefix='', expected_count=None, wor
     paths = sorted(set(s['path'] for s in listed if isinstance(s, dict) and isinstance(s.get('path'), str)
                        and s['path'].startswith(prefix or '')))
     result['count'] = len(paths)
+    if backup is not None:
+        result['backup_match'] = compare_with_backup(
+            [s for s in listed if isinstance(s, dict) and str(s.get('path', '')).startswith(prefix or '')],
+            dict((p, v) for p, v in backup.items() if p.startswith(prefix or '')))
     if expected_count is not None and len(paths) != expected_count:
         problems.append('the server lists %d live secrets%s, %d expected'
                         % (len(paths), (' under %r' % prefix) if prefix else '', expected_count))

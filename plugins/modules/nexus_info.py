@@ -23,6 +23,7 @@ description:
   - Returns paths, counts and reasons only, never a secret value.
 requirements:
   - requests
+  - cryptography >= 44, or cryptography with argon2-cffi (only with O(compare_backup))
 extends_documentation_fragment:
   - nexus.secrets.connection
   - ansible.builtin.action_common_attributes
@@ -58,6 +59,26 @@ options:
       - How many secrets are read in parallel with O(read=all).
     type: int
     default: 4
+  compare_backup:
+    description:
+      - An encrypted backup file on the host to compare the live secrets with. It is decrypted and
+        validated into a private temporary directory, as M(nexus.secrets.nexus_restore) would, and
+        removed afterwards; the data directory is never read.
+      - RV(backup_match) then says whether restoring it would change what the server serves. A
+        secret is the same when its id and version are (every update makes a new version).
+      - A difference is not a problem (RV(ok) is not affected); a backup that cannot be read is.
+    type: path
+  backup_password:
+    description:
+      - The password O(compare_backup) was encrypted with.
+      - If not set, the value of the E(NEXUS_BACKUP_PASSWORD) environment variable is used (an empty
+        value counts as unset).
+    type: str
+  tmp_dir:
+    description:
+      - Where the private staging directory for O(compare_backup) is made; it needs room for the
+        unpacked backup. Defaults to the system's temporary directory.
+    type: path
   fail_on_problems:
     description:
       - Fail the task when any problem is found, with RV(problems) in its message.
@@ -150,6 +171,33 @@ unreachable_paths:
   type: list
   elements: dict
   sample: [{path: app/versions, reason: "the path ends in /versions, which the server routes to the versions endpoint"}]
+backup_match:
+  description:
+    - How the live secrets (under O(prefix)) differ from those in O(compare_backup); null without it
+      or when the server could not be listed.
+  returned: always
+  type: dict
+  contains:
+    matches:
+      description: Whether restoring the backup would change no secret the server serves.
+      type: bool
+    backup_secrets:
+      description: Live secrets in the backup.
+      type: int
+    missing:
+      description: How many secrets of the backup the server does not list.
+      type: int
+    extra:
+      description: How many secrets the server lists that the backup does not hold.
+      type: int
+    changed:
+      description: How many secrets have another id or version on the server.
+      type: int
+    paths:
+      description: Up to ten paths of each kind (V(missing), V(extra), V(changed)).
+      type: dict
+  sample: {matches: false, backup_secrets: 25, missing: 0, extra: 1, changed: 0,
+           paths: {missing: [], extra: [app/new], changed: []}}
 problems:
   description: Every problem found, in the order of the checks.
   returned: always
@@ -174,8 +222,15 @@ from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
     CONNECTION_MODULE_KWARGS,
     auth_method,
     nexus_argument_spec,
+    nonempty_env_fallback,
 )
-from ansible_collections.nexus.secrets.plugins.module_utils._info import READ_CHOICES, check_server
+from ansible_collections.nexus.secrets.plugins.module_utils._crypto import missing_dependency
+from ansible_collections.nexus.secrets.plugins.module_utils._info import (
+    READ_CHOICES,
+    BackupError,
+    backup_secrets,
+    check_server,
+)
 
 
 def main():
@@ -185,6 +240,10 @@ def main():
             prefix=dict(type='str', default=''),
             expected_count=dict(type='int'),
             workers=dict(type='int', default=4),
+            compare_backup=dict(type='path'),
+            backup_password=dict(type='str', no_log=True,
+                                 fallback=(nonempty_env_fallback, ['NEXUS_BACKUP_PASSWORD'])),
+            tmp_dir=dict(type='path'),
             fail_on_problems=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
@@ -203,9 +262,20 @@ def main():
         (params['retries'] < 0, 'retries must be 0 or more'),
         (params['workers'] < 1, 'workers must be 1 or more'),
         (params['expected_count'] is not None and params['expected_count'] < 0, 'expected_count must be 0 or more'),
+        (params['compare_backup'] and not params['backup_password'],
+         'compare_backup needs backup_password (or NEXUS_BACKUP_PASSWORD)'),
     ) if wrong]
     if bad:
         module.fail_json(msg='; '.join(bad))
+    backup = None
+    if params['compare_backup']:
+        missing = missing_dependency()
+        if missing:
+            module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+        try:
+            backup = backup_secrets(params['compare_backup'], params['backup_password'], params['tmp_dir'])
+        except BackupError as exc:
+            module.fail_json(msg=str(exc))
     # The login is part of the check (check_server), so a refused password is a result, not a crash.
     client = NexusClient(url, token=params['token'] if method == 'token' else None,
                          api_key=params['api_key'] if method == 'api_key' else None,
@@ -214,7 +284,7 @@ def main():
                          ca_path=params['ca_path'], retries=params['retries'], pool_size=params['workers'])
     try:
         result = check_server(client, method, params['read'], params['prefix'], params['expected_count'],
-                              params['workers'])
+                              params['workers'], backup)
     finally:
         client.close()
     result.update(changed=False, url=client.url)

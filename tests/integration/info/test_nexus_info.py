@@ -68,3 +68,22 @@ def test_foreign_keyring_and_stopped_server(nexus_server):
     out = run_module(INFO, dict(url=url, token=token, retries=0, fail_on_problems=True))
     assert out['failed'] and out['health']['status'] == 'unreachable' and out['count'] is None
     assert 'the server is unreachable' in out['msg']
+
+
+def test_compare_backup(nexus_server, tmp_path):
+    seed(nexus_server)
+    backup = run_module('nexus.secrets.nexus_backup', dict(data_dir=str(nexus_server.workdir), dest=str(tmp_path / 'b'),
+                                                          backup_password='bp'))
+    assert not backup.get('failed'), backup
+    args = dict(url=nexus_server.url, token=nexus_server.token(), read='none', compare_backup=backup['path'],
+                backup_password='bp')
+    out = run_module(INFO, args)
+    assert out['ok'] and out['backup_match']['matches'] is True and out['backup_match']['backup_secrets'] == 4
+    client = nexus_server.client()
+    assert client.put('app/s1', 'changed-value').status_code == 200
+    assert client.create('app/new', 'new-value').status_code == 201
+    out = run_module(INFO, args)
+    assert out['ok'] and out['backup_match']['matches'] is False
+    assert out['backup_match']['paths'] == {'missing': [], 'extra': ['app/new'], 'changed': ['app/s1']}
+    out = run_module(INFO, dict(args, backup_password='wrong'))
+    assert out['failed'] and 'cannot be compared' in out['msg']
