@@ -12,15 +12,14 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
 from tests.helpers.ansible import REPO, run_module, run_playbook
 from tests.integration.roles.test_fleet import CTL, ctl, env_line, snapshot, start_command, start_script, write_inventory
 from tests.nexus_server.harness import free_port, login
-
-import subprocess
-import sys
 
 PLAYBOOK = REPO / 'playbooks' / 'disaster_recovery.yml'
 BACKUP_PASSWORD = 'dr-fleet-backup-password'
@@ -159,88 +158,94 @@ def test_serial_run_stops_after_a_failed_host(fleet, tmp_path):
     assert [h['host'] for h in report['hosts']] == ['nexus-a'] and report['missing_hosts'] == ['nexus-b']
 
 
-def test_fresh_host_recovered_and_verified_by_token_only(tmp_path):
+@pytest.fixture
+def one_host(tmp_path):
+    """One running host nexus-a: (its directory, port, url); its server is stopped at teardown."""
     host_dir = tmp_path / 'nexus-a'
     host_dir.mkdir()
     (host_dir / 'environment').write_text(env_line(KEY_PASSWORDS['nexus-a']))
     port = free_port()
     start(host_dir, port)
     try:
-        url = 'http://127.0.0.1:%d' % port
-        ctl('seed', '--url', url, '--count', '7', '--prefix', 'fresh')
-        expected = snapshot(url)
-        backup(host_dir)
-        token = login(url)
-        # The host dies: no server, no data directory, no environment file (nor its directory).
-        ctl('stop', '--kill', '--workdir', str(host_dir / 'nexus'))
-        shutil.rmtree(host_dir / 'nexus')
-        (host_dir / 'environment').unlink()
-        env_file = host_dir / 'etc' / 'nexus' / 'environment'
-        config = host_config(tmp_path, 'nexus-a', port, nexus_dr_environment_file=str(env_file),
-                             nexus_dr_start_command="sh -c 'set -a && . %s && set +a && exec %s %s start "
-                                                    "--workdir %s/nexus --port %d'"
-                                                    % (env_file, sys.executable, CTL, host_dir, port))
-        res = run_playbook(PLAYBOOK, inventory=inventory(tmp_path, {'nexus-a': config}), extra_vars={
-            'nexus_dr_hosts': 'nexus-a', 'nexus_dr_confirm': True, 'nexus_dr_backup_password': BACKUP_PASSWORD,
-            'nexus_dr_api_token': token, 'nexus_dr_api_password': '', 'nexus_dr_api_key': '',
-            'nexus_dr_verify_read': 'all'}, env={'NEXUS_PASSWORD': '', 'NEXUS_API_KEY': ''})
-        assert res.rc == 0, res.stdout[-8000:] + res.stderr[-3000:]
-        assert snapshot(url) == expected
-        assert oct((host_dir / 'nexus').stat().st_mode & 0o777) == '0o700'
-        assert oct(env_file.stat().st_mode & 0o777) == '0o600'
-        assert oct(env_file.parent.stat().st_mode & 0o777) == '0o750'
-        assert sorted(p.name for p in env_file.parent.iterdir()) == ['environment']
-        report = json.loads(next((tmp_path / 'reports').glob('nexus-dr-*.json')).read_text())
-        assert report['hosts'][0]['verified_with'] == 'token' and report['hosts'][0]['live_secrets'] == 7
-        assert report['hosts'][0]['server_restarted'] is True
-        # The same report is published with set_stats, for AWX's job artifacts.
-        stats = res.task("Publish the report with the play's statistics", host='nexus-a')['ansible_stats']
-        assert stats['data']['nexus_disaster_recovery_report'] == report and stats['aggregate'] is False
-        assert token not in res.stdout + res.stderr
+        yield host_dir, port, 'http://127.0.0.1:%d' % port
     finally:
         ctl('stop', '--kill', '--workdir', str(host_dir / 'nexus'))
 
 
-def test_backup_before_and_unchanged_server_left_running(tmp_path):
-    host_dir = tmp_path / 'nexus-a'
-    host_dir.mkdir()
-    (host_dir / 'environment').write_text(env_line(KEY_PASSWORDS['nexus-a']))
-    port = free_port()
-    start(host_dir, port)
-    try:
-        url = 'http://127.0.0.1:%d' % port
-        states = []
-        for day, count in (('01', 2), ('02', 4), ('03', 6)):
-            ctl('seed', '--url', url, '--count', str(count), '--prefix', 'day' + day)
-            states.append(snapshot(url))
-            backup(host_dir, 'nexus-backup-2025-03-%s-120000.tar.gz.enc' % day)
-        config = host_config(tmp_path, 'nexus-a', port)
-        inv = inventory(tmp_path, {'nexus-a': config})
-        extra = {'nexus_dr_hosts': 'nexus-a', 'nexus_dr_confirm': True, 'nexus_dr_backup_password': BACKUP_PASSWORD,
-                 'nexus_dr_api_password': 'admin', 'nexus_dr_backup_before': '2025-03-02T23:59:59'}
-        res = run_playbook(PLAYBOOK, inventory=inv, extra_vars=extra)
-        assert res.rc == 0, res.stdout[-8000:] + res.stderr[-3000:]
-        assert snapshot(url) == states[1]
-        report = json.loads(next((tmp_path / 'reports').glob('nexus-dr-*.json')).read_text())['hosts'][0]
-        assert report['backup'].endswith('nexus-backup-2025-03-02-120000.tar.gz.enc'), report
-        assert report['server_restarted'] is True
+def test_fresh_host_recovered_and_verified_by_token_only(one_host, tmp_path):
+    host_dir, port, url = one_host
+    ctl('seed', '--url', url, '--count', '7', '--prefix', 'fresh')
+    expected = snapshot(url)
+    backup(host_dir)
+    token = login(url)
+    # The host dies: no server, no data directory, no environment file (nor its directory).
+    ctl('stop', '--kill', '--workdir', str(host_dir / 'nexus'))
+    shutil.rmtree(host_dir / 'nexus')
+    (host_dir / 'environment').unlink()
+    env_file = host_dir / 'etc' / 'nexus' / 'environment'
+    config = host_config(tmp_path, 'nexus-a', port, nexus_dr_environment_file=str(env_file),
+                         nexus_dr_start_command="sh -c 'set -a && . %s && set +a && exec %s %s start "
+                                                "--workdir %s/nexus --port %d'"
+                                                % (env_file, sys.executable, CTL, host_dir, port))
+    res = run_playbook(PLAYBOOK, inventory=inventory(tmp_path, {'nexus-a': config}), extra_vars={
+        'nexus_dr_hosts': 'nexus-a', 'nexus_dr_confirm': True, 'nexus_dr_backup_password': BACKUP_PASSWORD,
+        'nexus_dr_api_token': token, 'nexus_dr_api_password': '', 'nexus_dr_api_key': '',
+        'nexus_dr_verify_read': 'all'}, env={'NEXUS_PASSWORD': '', 'NEXUS_API_KEY': ''})
+    assert res.rc == 0, res.stdout[-8000:] + res.stderr[-3000:]
+    assert snapshot(url) == expected
+    assert oct((host_dir / 'nexus').stat().st_mode & 0o777) == '0o700'
+    assert oct(env_file.stat().st_mode & 0o777) == '0o600'
+    assert oct(env_file.parent.stat().st_mode & 0o777) == '0o750'
+    assert sorted(p.name for p in env_file.parent.iterdir()) == ['environment']
+    report = json.loads(next((tmp_path / 'reports').glob('nexus-dr-*.json')).read_text())
+    assert report['hosts'][0]['verified_with'] == 'token' and report['hosts'][0]['live_secrets'] == 7
+    assert report['hosts'][0]['server_restarted'] is True
+    # The same report is published with set_stats, for AWX's job artifacts.
+    stats = res.task("Publish the report with the play's statistics", host='nexus-a')['ansible_stats']
+    assert stats['data']['nexus_disaster_recovery_report'] == report and stats['aggregate'] is False
+    assert token not in res.stdout + res.stderr
 
-        # Again: the server already serves that backup, so it is neither stopped nor restarted.
-        pid, env_before = server_pid(host_dir), (host_dir / 'environment').read_bytes()
-        shutil.rmtree(tmp_path / 'reports')
-        res = run_playbook(PLAYBOOK, inventory=inv, extra_vars=extra)
-        assert res.rc == 0, res.stdout[-8000:] + res.stderr[-3000:]
-        report = json.loads(next((tmp_path / 'reports').glob('nexus-dr-*.json')).read_text())['hosts'][0]
-        assert [p['name'] for p in report['phases']] == ['preflight', 'password', 'verify']
-        assert report['server_restarted'] is False and report['status'] == 'recovered'
-        assert report['downtime_seconds'] == 0
-        assert server_pid(host_dir) == pid
-        assert (host_dir / 'environment').read_bytes() == env_before
-        assert snapshot(url) == states[1]
 
-        # A time before every backup: nothing to restore, nothing touched.
-        res = run_playbook(PLAYBOOK, inventory=inv, extra_vars=dict(extra, nexus_dr_backup_before='2025-02-28'))
-        assert res.rc != 0 and 'taken at or before 2025-02-28: no backup files found' in res.stdout
-        assert server_pid(host_dir) == pid
-    finally:
-        ctl('stop', '--kill', '--workdir', str(host_dir / 'nexus'))
+def test_backup_before_and_unchanged_server_left_running(one_host, tmp_path):
+    host_dir, port, url = one_host
+    states = []
+    for day, count in (('01', 2), ('02', 4), ('03', 6)):
+        ctl('seed', '--url', url, '--count', str(count), '--prefix', 'day' + day)
+        states.append(snapshot(url))
+        backup(host_dir, 'nexus-backup-2025-03-%s-120000.tar.gz.enc' % day)
+    config = host_config(tmp_path, 'nexus-a', port)
+    inv = inventory(tmp_path, {'nexus-a': config})
+    extra = {'nexus_dr_hosts': 'nexus-a', 'nexus_dr_confirm': True, 'nexus_dr_backup_password': BACKUP_PASSWORD,
+             'nexus_dr_api_password': 'admin', 'nexus_dr_backup_before': '2025-03-02T23:59:59'}
+    res = run_playbook(PLAYBOOK, inventory=inv, extra_vars=extra)
+    assert res.rc == 0, res.stdout[-8000:] + res.stderr[-3000:]
+    assert snapshot(url) == states[1]
+    report = json.loads(next((tmp_path / 'reports').glob('nexus-dr-*.json')).read_text())['hosts'][0]
+    assert report['backup'].endswith('nexus-backup-2025-03-02-120000.tar.gz.enc'), report
+    assert report['server_restarted'] is True
+
+    # Again: the server already serves that backup, so it is neither stopped nor restarted.
+    pid, env_before = server_pid(host_dir), (host_dir / 'environment').read_bytes()
+    shutil.rmtree(tmp_path / 'reports')
+    res = run_playbook(PLAYBOOK, inventory=inv, extra_vars=extra)
+    assert res.rc == 0, res.stdout[-8000:] + res.stderr[-3000:]
+    report = json.loads(next((tmp_path / 'reports').glob('nexus-dr-*.json')).read_text())['hosts'][0]
+    assert [p['name'] for p in report['phases']] == ['preflight', 'password', 'verify']
+    assert report['server_restarted'] is False and report['status'] == 'recovered'
+    assert report['downtime_seconds'] == 0
+    assert server_pid(host_dir) == pid
+    assert (host_dir / 'environment').read_bytes() == env_before
+    assert snapshot(url) == states[1]
+
+    # A time before every backup: nothing to restore, nothing touched.
+    res = run_playbook(PLAYBOOK, inventory=inv, extra_vars=dict(extra, nexus_dr_backup_before='2025-02-28'))
+    assert res.rc != 0 and 'taken at or before 2025-02-28: no backup files found' in res.stdout
+    assert server_pid(host_dir) == pid
+
+
+def test_drill_refuses_without_hosts(tmp_path):
+    inv = inventory(tmp_path, {'nexus-a': {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}})
+    res = run_playbook(REPO / 'playbooks' / 'restore_drill.yml', inventory=inv, json_output=False)
+    assert res.rc != 0
+    assert 'Missing: nexus_drill_hosts (the hosts to drill; there is no default)' in res.stdout, res.stdout[-3000:]
+    assert 'Find and validate the newest backup' not in res.stdout
