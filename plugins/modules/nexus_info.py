@@ -90,7 +90,7 @@ notes:
     work; a rejected O(api_key) is reported with that explanation.
 seealso:
   - module: nexus.secrets.nexus_export
-  - role: nexus.secrets.disaster_recovery
+  - module: nexus.secrets.nexus_backup_info
 '''
 
 EXAMPLES = r'''
