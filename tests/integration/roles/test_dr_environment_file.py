@@ -20,6 +20,7 @@ SETPRIV = shutil.which('setpriv')
 PYTHON = '/usr/bin/python3'
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason='needs root to run the poller as another uid (setpriv)'),
     pytest.mark.skipif(not SETPRIV or not os.path.exists(PYTHON), reason='needs setpriv and /usr/bin/python3'),
 ]
