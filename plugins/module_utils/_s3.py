@@ -83,9 +83,19 @@ def _status(exc):
     return None
 
 
+# AWX injects every variable of a credential type, the unset inputs as ''; to boto3 an empty
+# AWS_ENDPOINT_URL or AWS_PROFILE is a (bad) value, so empty ones are dropped from this process.
+EMPTY_MEANS_UNSET = ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN',
+                     'AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_S3', 'AWS_PROFILE', 'AWS_DEFAULT_PROFILE',
+                     'AWS_REGION', 'AWS_DEFAULT_REGION')
+
+
 def make_client(endpoint_url=None, region=None, access_key=None, secret_key=None, session_token=None,
                 profile=None, validate_certs=True, retries=3, connect_timeout=10, read_timeout=60):
     """A boto3 S3 client. Unset credentials come from boto3's usual chain (env, profile, role)."""
+    for name in EMPTY_MEANS_UNSET:
+        if name in os.environ and not os.environ[name]:
+            del os.environ[name]
     session_args = {}
     if profile:
         session_args['profile_name'] = profile

@@ -134,7 +134,8 @@ def test_fleet_to_one_bucket_twice_with_keep_last_1_then_disaster_recovery_from_
 
 
 def test_one_broken_database_in_a_larger_fleet_fails_alone_the_others_upload(s3_server, tmp_path):
-    """12 hosts (20 take well over a minute on 2 cores): one with a damaged nexus.db."""
+    """12 hosts (20 take well over a minute on 2 cores): one with a damaged nexus.db. Then the restore
+    drill of one host from the bucket."""
     count = 12
     template = tmp_path / 'template'
     port = free_port()
@@ -173,3 +174,17 @@ def test_one_broken_database_in_a_larger_fleet_fails_alone_the_others_upload(s3_
         else:
             stored = objects(s3_server, name)
             assert len(stored) == 2 and stored[1] == stored[0] + '.sha256', (name, stored)
+
+    # The restore drill of one host from the bucket (its local backups gone): served and checked.
+    shutil.rmtree(tmp_path / 'node00' / 'backups')
+    drill = run_playbook(REPO / 'playbooks' / 'restore_drill.yml', inventory=inventory, env=s3_server.env(),
+                         limit='node00', extra_vars={
+                             'nexus_drill_s3_bucket': BUCKET, 'nexus_drill_backup_password': SECRETS['backup_password'],
+                             'nexus_drill_key_password': 'template-key', 'nexus_drill_api_password': 'admin',
+                             'nexus_drill_server_command': '%s %s' % (sys.executable, REPO / 'tests' / 'nexus_server' / 'nexus.py'),
+                             'nexus_drill_s3_download_dir': str(tmp_path / 'drill-download')})
+    assert drill.rc == 0, drill.stdout[-6000:] + drill.stderr[-2000:]
+    result = host_result(drill, 'Summarise this host\'s drill', 'node00')['ansible_facts']['nexus_drill_result']
+    assert result['status'] == 'passed' and int(result['served_secrets']) == 3, result
+    assert result['backup'] == str(tmp_path / 'drill-download' / objects(s3_server, 'node00')[0])
+    assert list((tmp_path / 'drill-download').iterdir()) == []

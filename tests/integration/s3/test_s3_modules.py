@@ -169,3 +169,17 @@ def test_bad_input_and_missing_credentials(ansible_module, s3_server, tmp_path):
                                       aws_access_key_id='wrong', aws_secret_access_key='wrong'))
     assert res.get('failed') and res['msg'].startswith('h: ') and '403' in res['msg'], res
     assert 'wrong' not in res['msg'].replace('h: ', '')
+
+
+def test_upload_with_only_the_awx_injected_environment(ansible_module, s3_server, tmp_path):
+    """The credential type's S3 fields, rendered as AWX does (unset inputs injected as ''), are enough."""
+    from tests.quality.test_awx_credential_type import awx_render_env  # pylint: disable=import-outside-toplevel
+
+    path, digest = make_backup(tmp_path / 'a', '2025-12-01-001500', 1000)
+    env = awx_render_env({'nexus_url': 'http://127.0.0.1:1', 's3_access_key': ACCESS_KEY, 's3_secret_key': SECRET_KEY,
+                          's3_endpoint_url': s3_server.endpoint_url})
+    assert env['NEXUS_TOKEN'] == '' and env['AWS_ACCESS_KEY_ID'] == ACCESS_KEY
+    env.update(AWS_PROFILE='', AWS_REGION='')  # empty, as other credentials may inject them
+    res = ansible_module(UPLOAD, dict(src=str(path), bucket=BUCKET, host='awx1'), env=env)
+    assert res['changed'] and res['verified'], res
+    assert hashlib.sha256(stored(s3_server, 'awx1', path.name).read_bytes()).hexdigest() == digest
