@@ -21,7 +21,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
+
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / '.cache' / 'collections')]
@@ -70,6 +73,29 @@ def run_child(server, src, host, verify, args):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+class Sampler:
+    """Peak RSS and CPU time of the rclone server while a child runs (psutil)."""
+
+    def __init__(self, pid):
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self.stop = threading.Event()
+        cpu = self.proc.cpu_times()
+        self.cpu0 = cpu.user + cpu.system
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.wait(0.1):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join()
+        cpu = self.proc.cpu_times()
+        return self.peak / 1e6, cpu.user + cpu.system - self.cpu0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--size-mib', type=int, default=int(os.environ.get('NEXUS_BENCH_SIZE_MIB', '1024')))
@@ -88,10 +114,13 @@ def main():
             print('file: %d MiB, parts of %d MiB, %d in flight, rclone serve s3 on 127.0.0.1'
                   % (args.size_mib, args.part_mib, args.concurrency))
             for host, verify in (('plain', False), ('verified', True)):
+                sampler = Sampler(server.proc.pid)
                 figures = run_child(server, src, host, verify, args)
-                print('upload%s: wall %.2f s, CPU %.2f s, peak RSS %.0f MB, %.0f MiB/s'
-                      % (' + read-back verify' if verify else ' (no verify)', figures['wall'], figures['cpu'],
-                         figures['rss_mb'], figures['size'] / MIB / figures['wall']), flush=True)
+                server_rss, server_cpu = sampler.finish()
+                print('upload%s: wall %.2f s, CPU %.2f s, peak RSS %.0f MB, %.0f MiB/s; rclone server: CPU %.1f s, '
+                      'peak RSS %.0f MB' % (' + read-back verify' if verify else ' (no verify)', figures['wall'],
+                                            figures['cpu'], figures['rss_mb'], figures['size'] / MIB / figures['wall'],
+                                            server_cpu, server_rss), flush=True)
         finally:
             server.stop()
 
