@@ -259,7 +259,7 @@ def _put_small(client, bucket, key, data, metadata):
                       ContentType='application/octet-stream')
 
 
-def _upload_multipart(client, bucket, key, fd, size, expected_sha256, part_size, concurrency, progress=None):
+def _upload_multipart(client, bucket, key, fd, size, expected_sha256, part_size, concurrency):
     """Upload ``fd`` in parts; complete only when the bytes read hash to ``expected_sha256``.
 
     Any failure aborts the multipart upload (best effort: a store that is down cannot be told, and
@@ -286,14 +286,12 @@ def _upload_multipart(client, bucket, key, fd, size, expected_sha256, part_size,
                     offset += len(data)
                     future = pool.submit(client.upload_part, Bucket=bucket, Key=key, UploadId=upload_id,
                                          PartNumber=number, Body=data, ContentMD5=_md5_b64(data))
-                    pending[future] = (number, len(data))
+                    pending[future] = number
                     del data
                 done, dummy = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in done:
-                    part_number, length = pending.pop(future)
+                    part_number = pending.pop(future)
                     parts.append({'PartNumber': part_number, 'ETag': future.result()['ETag']})
-                    if progress:
-                        progress(length)
         if digest.hexdigest() != expected_sha256:
             raise S3Error('the file changed while it was uploaded (SHA-256 %s, expected %s)'
                           % (digest.hexdigest(), expected_sha256))
