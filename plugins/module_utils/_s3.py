@@ -411,6 +411,11 @@ def upload_backup(client, bucket, prefix, host, src, rules=None, verify=True, ch
     base = host_prefix(prefix, host)
     key = base + name
     sidecar_key = key + _retention.SIDECAR_SUFFIX
+    if check_mode and not os.path.lexists(src):
+        # A check-mode run of the backup reports the file it would write without writing it.
+        return dict(key=key, sidecar_key=sidecar_key, size=None, sha256=None, uploaded=True, verified=False,
+                    pruned=plan_remote_retention(list_backups(client, bucket, prefix, host), name, rules),
+                    changed=True)
     fd, size = _open_source(src)
     try:
         local_sidecar = read_sidecar(src + _retention.SIDECAR_SUFFIX)

@@ -35,7 +35,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Uploads and deletes nothing; reports the key, whether it would be uploaded and what retention would prune.
+    details:
+      - Uploads and deletes nothing; reports the key, whether it would be uploaded and what retention would prune.
+      - When O(src) does not exist yet (a check-mode run of M(nexus.secrets.nexus_backup) only names it), it is
+        reported as to be uploaded, with RV(size) and RV(sha256) null.
   diff_mode:
     support: none
   platform:
@@ -134,12 +137,12 @@ sidecar_key:
   type: str
   sample: nexus-backups/nexus01/nexus-backup-2025-12-04-001500.tar.gz.enc.sha256
 size:
-  description: Size of the file in bytes.
+  description: Size of the file in bytes (null in check mode when O(src) does not exist yet).
   returned: always
   type: int
   sample: 48213
 sha256:
-  description: SHA-256 of the file.
+  description: SHA-256 of the file (null in check mode when O(src) does not exist yet).
   returned: always
   type: str
   sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08

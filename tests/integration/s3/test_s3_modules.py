@@ -18,6 +18,7 @@ from tests.integration.s3.conftest import BUCKET
 UPLOAD = 'nexus.secrets.nexus_backup_upload'
 DOWNLOAD = 'nexus.secrets.nexus_backup_download'
 MIB = 1024 * 1024
+NAME_NOT_WRITTEN = 'nexus-backup-2025-12-09-001500.tar.gz.enc'
 
 
 def make_backup(directory, stamp, size, seed=b''):
@@ -56,6 +57,8 @@ def test_upload_multipart_verify_idempotent_and_retention(ansible_module, s3_ser
     planned = upload(ansible_module, s3_server, first, check=True, part_size=5, keep_last=1)
     assert planned['changed'] and planned['uploaded'] and not planned['verified']
     assert not stored(s3_server, 'web1', first.name).exists()
+    not_yet = upload(ansible_module, s3_server, first.with_name(NAME_NOT_WRITTEN), check=True)
+    assert not_yet['changed'] and not_yet['uploaded'] and not_yet['sha256'] is None, not_yet
 
     # 12 MiB with 5 MiB parts: three parts, two in flight.
     res = upload(ansible_module, s3_server, first, part_size=5, concurrency=2, keep_last=1)
