@@ -11,9 +11,15 @@ BUCKET = 'nexus-test'
 
 @pytest.fixture
 def s3_server(tmp_path):
-    server = S3Server(tmp_path / 's3-root')
-    server.bucket(BUCKET)
-    server.start()
+    for attempt in range(3):  # a free port can be taken by someone else before rclone binds it
+        server = S3Server(tmp_path / 's3-root')
+        server.bucket(BUCKET)
+        try:
+            server.start()
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
     try:
         yield server
     finally:
