@@ -130,6 +130,7 @@ def test_installed_tarball_runs_every_module(tarball, tmp_path, nexus_server_fac
     imported = res.task('nexus_import')
     assert imported['changed'] and imported['created'] == len(SECRETS)
     assert {s['path'] for s in target.client().list().json()['secrets']} == set(SECRETS)
+    assert res.task('nexus_audit_info')['by_action'] == {'secret.create': len(SECRETS)}
     uploaded = res.task('nexus_backup_upload')
     assert uploaded['changed'] and uploaded['verified'] and uploaded['sha256'] == backup['sha256']
     downloaded = res.task('nexus_backup_download')
