@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import stat
 
-from ansible_collections.nexus.secrets.plugins.module_utils._crypto import missing_dependency
 from ansible_collections.nexus.secrets.plugins.module_utils._envelope import (
     AUTH_FAILED_MSG,
     EnvelopeError,
@@ -25,16 +26,35 @@ from ansible_collections.nexus.secrets.plugins.module_utils._envelope import (
 _GO_ESCAPES = (('<', '\\u003c'), ('>', '\\u003e'), ('&', '\\u0026'),
                (u'\u2028', '\\u2028'), (u'\u2029', '\\u2029'))
 MAX_PROBLEMS = 10
-
-
-def encryption_missing_library(password):
-    """``(library, traceback)`` for ``missing_required_lib`` when ``password`` asks for the envelope but
-    the crypto libraries are absent, else None."""
-    return missing_dependency() if password else None
+# The largest export file read (it is parsed in memory): 100,000 secrets of 1 KiB are about 110 MB.
+MAX_EXPORT_BYTES = 256 * 1024 * 1024
 
 
 class ExportFileError(Exception):
     """The export file cannot be used; the message says why (never with a secret value)."""
+
+
+def read_export_file(path, limit=MAX_EXPORT_BYTES):
+    """The bytes of the export file ``path``: a regular file of at most ``limit`` bytes, read once.
+
+    Raises ExportFileError when it is larger (checked on the open file, and again while reading, so
+    a file that grows meanwhile is still bounded) or not a regular file; OSError when unreadable.
+    """
+    with open(path, 'rb') as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ExportFileError('it is not a regular file')
+        if info.st_size > limit:
+            raise ExportFileError(_too_large(info.st_size, limit))
+        blob = fh.read(limit + 1)
+    if len(blob) > limit:
+        raise ExportFileError(_too_large(len(blob), limit))
+    return blob
+
+
+def _too_large(size, limit):
+    return ('it is %d bytes, more than the %d MiB an export may have (export fewer secrets per file '
+            'with prefix)' % (size, limit // (1024 * 1024)))
 
 
 def utc_now_rfc3339(now=None):
@@ -201,3 +221,35 @@ def path_diff(before, after):
     removed = sorted(p for p in old if p not in new and isinstance(p, str))
     changed = sorted(p for p in new if p in old and old[p] != new[p])
     return added, removed, changed
+
+
+def overwrite_and_remove(path):
+    """Overwrite the file at ``path`` with zeros, flush it to disk, then unlink it.
+
+    The guide asks for export files to be deleted right after an import; overwriting first keeps the
+    plaintext out of the freed blocks on filesystems that write in place (not on copy-on-write or
+    log-structured ones, nor in their snapshots). The file is opened without following a link and
+    unlinked only if the name still refers to the file that was overwritten.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), dir_fd=dir_fd)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(0, 'not a regular file', path)
+            zeros = b'\0' * (1024 * 1024)
+            left = st.st_size
+            while left > 0:
+                left -= os.write(fd, zeros[:min(left, len(zeros))])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            raise OSError(0, 'the file was replaced while it was overwritten; left in place', path)
+        os.unlink(name, dir_fd=dir_fd)
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

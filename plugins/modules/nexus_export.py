@@ -27,6 +27,7 @@ requirements:
   - cryptography >= 44, or cryptography with argon2-cffi (only with O(export_password))
 extends_documentation_fragment:
   - nexus.secrets.connection
+  - nexus.secrets.password_policy
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -105,6 +106,13 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+password_findings:
+  description: What O(export_password) lacks under the password policy (never the password itself); empty when it
+    complies or no password is set.
+  returned: always
+  type: list
+  elements: str
+  sample: ['shorter than 16 characters', 'no symbol']
 path:
   description: The absolute path of the export file.
   returned: always
@@ -145,7 +153,7 @@ encrypted:
 import hashlib
 import os
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.nexus.secrets.plugins.module_utils._api import AuthRejected, NexusApiError
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
@@ -154,66 +162,29 @@ from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
     client_from_module,
     nexus_argument_spec,
 )
+from ansible_collections.nexus.secrets.plugins.module_utils._crypto import require_crypto
+from ansible_collections.nexus.secrets.plugins.module_utils._export import listed_paths, read_secrets
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import atomic_write
-from ansible_collections.nexus.secrets.plugins.module_utils._parallel import map_parallel
+from ansible_collections.nexus.secrets.plugins.module_utils._password_policy import POLICIES, apply_policy
 from ansible_collections.nexus.secrets.plugins.module_utils._secrets_io import (
     ExportFileError,
     build_export,
     decode_export,
-    encryption_missing_library,
     encode_export,
     path_diff,
+    read_export_file,
     same_content,
-    unreachable_reason,
 )
-
-
-def read_secrets(client, paths, workers, passes):
-    """``(secrets, unreadable)``: GET every path in parallel; failures that may pass are read again
-    in up to ``passes - 1`` later passes (one pause per pass, not per secret, so a server that
-    cannot decrypt anything is not waited on once per secret)."""
-    def read(path):
-        try:
-            return client.get_secret(path), None
-        except NexusApiError as exc:
-            if exc.auth_rejected:
-                raise AuthRejected(exc)
-            return None, exc
-
-    found, failures = {}, {}
-    pending = paths
-    for number in range(passes):
-        if number:
-            client.pause(number - 1)
-        answers = map_parallel(read, pending, workers)
-        retry = []
-        for path, (secret, error) in zip(pending, answers):
-            if error is None:
-                found[path] = secret
-                failures.pop(path, None)
-            else:
-                failures[path] = error
-                if error.worth_another_pass:
-                    retry.append(path)
-        pending = retry
-        if not pending:
-            break
-    unreadable = []
-    for path in sorted(failures):
-        reason = failures[path].describe()
-        hint = unreachable_reason(path)
-        if hint:
-            reason += ' (%s)' % hint
-        unreadable.append(dict(path=path, reason=reason))
-    return [found[p] for p in sorted(found)], unreadable
 
 
 def read_existing(dest, password):
     """``(document or None, sha256 or None)`` of what ``dest`` holds now."""
     if not os.path.isfile(dest):
         return None, None
-    with open(dest, 'rb') as fh:
-        blob = fh.read()
+    try:
+        blob = read_export_file(dest)
+    except ExportFileError:
+        return None, None  # too large to be compared: it will be replaced
     try:
         document = decode_export(blob, password)
     except ExportFileError:
@@ -233,6 +204,7 @@ def main():
             prefix=dict(type='str', default=''),
             workers=dict(type='int', default=8),
             export_password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_EXPORT_PASSWORD'])),
+            password_policy=dict(type='str', choices=list(POLICIES), default='warn', no_log=False),
             mode=dict(type='raw', default='0600'),
             owner=dict(type='str'),
             group=dict(type='str'),
@@ -246,9 +218,8 @@ def main():
     password = params['export_password'] or None
     if params['workers'] < 1:
         module.fail_json(msg='workers must be 1 or more (got %d)' % params['workers'])
-    missing = encryption_missing_library(password)
-    if missing:
-        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+    require_crypto(module, needed=bool(password))
+    findings = apply_policy(module, 'export_password', password, params['password_policy'])
     if os.path.isdir(dest):
         module.fail_json(msg='dest %s is a directory; give a file name' % dest)
     if not os.path.isdir(os.path.dirname(dest)):
@@ -256,11 +227,7 @@ def main():
 
     client = client_from_module(module, pool_size=params['workers'])
     try:
-        # The server's prefix filter (sqlite: case-insensitive LIKE with wildcards) can only
-        # return more than asked, so it narrows the listing and the literal match decides.
-        listed = [s['path'] for s in client.list_secrets(prefix or None)
-                  if isinstance(s, dict) and isinstance(s.get('path'), str) and s['path'].startswith(prefix)]
-        secrets, unreadable = read_secrets(client, sorted(set(listed)), params['workers'],
+        secrets, unreadable = read_secrets(client, listed_paths(client, prefix), params['workers'],
                                            client.retries + 1)
     except NexusApiError as exc:
         module.fail_json(msg=api_failure_msg('cannot list the secrets at %s' % client.url, exc, params),
@@ -275,7 +242,7 @@ def main():
     existing, existing_sha = read_existing(dest, password)
     same = existing is not None and same_content(document, existing)
     result = dict(changed=not same, path=dest, count=len(secrets), unreadable=unreadable,
-                  encrypted=bool(password), sha256=existing_sha if same else None)
+                  encrypted=bool(password), sha256=existing_sha if same else None, password_findings=findings)
     if module._diff:
         added, removed, changed = path_diff(existing, document)
         result['diff'] = dict(before=diff_text(existing),

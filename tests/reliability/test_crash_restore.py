@@ -28,7 +28,7 @@ import pytest
 from ansible_collections.nexus.secrets.plugins.module_utils import _restore, _swap, _verify
 from ansible_collections.nexus.secrets.plugins.module_utils._backup import create_backup
 from tests.helpers.ansible import run_module
-from tests.nexus_server.harness import NexusServer, free_port
+from tests.nexus_server.harness import NexusServer, refused_port
 from tests.reliability import datadirs, killpoints
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('reliability')]
@@ -76,11 +76,12 @@ def restore_args(world, data_dir, keep):
     return {'src': world['src'], 'backup_password': BACKUP_PASSWORD, 'data_dir': str(data_dir),
             'key_password': NEW_KEY_PASSWORD, 'pre_restore_backup': keep,
             # Nothing listens there: the "is a server running?" probe says stopped.
-            'health_url': 'http://127.0.0.1:%d/health' % free_port()}
+            'health_url': 'http://127.0.0.1:%d/health' % refused_port()}
 
 
 def read_journal(data_dir):
-    path = os.path.join(str(data_dir), _swap.JOURNAL_NAME)
+    """The raw journal of a restore into ``data_dir`` (it lives in the root-only state dir beside it)."""
+    path = _swap.Layout(str(data_dir)).journal_path
     if not os.path.exists(path):
         return None
     with open(path) as fh:
@@ -139,6 +140,8 @@ def check_finished(world, data_dir, keep):
     if keep:
         assert datadirs.state(os.path.join(str(data_dir), pre[0])) == world['old']
     assert not datadirs.restore_leftovers(data_dir, os.path.dirname(str(data_dir)))
+    state_dir = _swap.Layout(str(data_dir)).state_dir
+    assert os.listdir(state_dir) == [_swap.LOCK_NAME], os.listdir(state_dir)  # no journal, no temp file
 
 
 def kill_and_recover(world, keep, phases, per_phase):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.ansible import REPO
-from tests.nexus_server.harness import ApiClient, free_port, login
+from tests.nexus_server.harness import ApiClient, free_port, login, refused_port
 from tests.reliability.leakscan import ArgvSampler, Canaries, new_entries, private_modes, scan_files
 
 pytestmark = pytest.mark.slow
@@ -110,7 +110,7 @@ def test_every_module_path(nexus_server_factory, ansible_playbook, tmp_path):
     for name in ('backups', 'exports', 'verify-tmp'):
         (tmp_path / name).mkdir()
     restored = tmp_path / 'restored'
-    health = 'http://127.0.0.1:%d/health' % free_port()
+    health = 'http://127.0.0.1:%d/health' % refused_port()
     restore_args = {'src': '{{ backup.path }}', 'backup_password': '{{ backup_password }}',
                     'key_password': '{{ key_password }}', 'data_dir': str(restored), 'health_url': health}
     tasks = [
@@ -224,12 +224,14 @@ def test_backup_drill_and_disaster_recovery_playbooks(ctl_server, ansible_playbo
         'nexus_drill_hosts': 'localhost', 'nexus_drill_backup_path': str(backups),
         'nexus_drill_backup_password': found.secrets['backup_password'],
         'nexus_drill_key_password': found.secrets['key_password'], 'nexus_drill_server_command': SERVER_COMMAND,
-        'nexus_drill_report_dir': str(reports / 'drill')}), found, tmp_path, 'restore_drill.yml')
+        'nexus_drill_report_dir': str(reports / 'drill'), 'nexus_drill_install_deps': False}),
+        found, tmp_path, 'restore_drill.yml')
     assert drill.rc == 0, drill.stdout[-3000:]
     assert private_modes(sorted((reports / 'drill').iterdir()) + [reports / 'drill']) == []
 
     dr = run_scanned(ansible_playbook, REPO / 'playbooks' / 'disaster_recovery.yml', dict(common, **{
-        'nexus_dr_hosts': 'localhost', 'nexus_dr_backup_path': str(backups),
+        'nexus_dr_hosts': 'localhost', 'nexus_dr_confirm': True, 'nexus_dr_install_deps': False,
+        'nexus_dr_backup_path': str(backups),
         'nexus_dr_backup_password': found.secrets['backup_password'],
         'nexus_dr_key_password': found.secrets['key_password'], 'nexus_dr_api_password': 'admin',
         'nexus_dr_data_dir': str(ctl_server['workdir']), 'nexus_dr_owner': '', 'nexus_dr_group': '',
