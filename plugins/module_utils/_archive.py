@@ -458,10 +458,10 @@ def _member_kind(info):
     if flag == b'6':
         raise ArchiveError('member %r is a FIFO' % name)
     if flag == GNU_SPARSE_TYPE:
-        raise ArchiveError('member %r is a sparse file: sparse members are not allowed, nexusctl never '
-                           'writes them' % name)
+        raise ArchiveError('member %r has an unsupported type %r (a sparse file: sparse members are not '
+                           'allowed, nexusctl never writes them)' % (name, flag))
     if flag not in (FILE_TYPES + (DIR_TYPE,)):
-        raise ArchiveError('member %r has an unsupported type %r' % (name, flag.decode('latin-1')))
+        raise ArchiveError('member %r has an unsupported type %r' % (name, flag))
     if name == DB_NAME:
         expected, bound = 'file', MAX_MEMBER_BYTES[DB_NAME]
     elif name == KEYS_DIR_NAME:

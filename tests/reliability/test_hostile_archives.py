@@ -36,6 +36,7 @@ DATABASE_CASES = {
     '2030-01-01-000006': 'trigger',
     '2030-01-01-000007': 'extra-table',
 }
+STATE_DIR = '.nexus-secrets-restore'
 FIXTURE_NAME = 'nexus-backup-2025-12-04-001500.tar.gz.enc'
 SERVER_NAME = 'nexus-backup-2025-12-05-001500.tar.gz.enc'
 
@@ -128,7 +129,10 @@ def test_restore_refuses_every_hostile_backup_and_changes_nothing(world, ansible
             (name, result['msg'])
         no_traceback(result)
     assert snapshot(data) == data_before
-    assert snapshot(root) == before
+    after = snapshot(root)
+    # Beside the data dir only the restore's own private lock dir may appear (made on first use).
+    assert {k: v for k, v in after.items() if not k.startswith(STATE_DIR)} == before
+    assert all(after[k][1] & 0o077 == 0 for k in after if k.startswith(STATE_DIR))
     assert leftovers(data, root) == []
 
 

@@ -123,7 +123,7 @@ HOSTILE = {
     # case: (tar bytes builder, pinned reason)
     'pax-gnu-sparse-1.0': (sparse_pax_db, 'sparse file (PAX GNU.sparse.major)'),
     'pax-gnu-sparse-0.1': (sparse_pax_old_db, 'sparse file (PAX GNU.sparse.size)'),
-    'gnu-sparse-type': (gnu_sparse_db, "member 'nexus.db' is a sparse file"),
+    'gnu-sparse-type': (gnu_sparse_db, "member 'nexus.db' has an unsupported type b'S' (a sparse file"),
     'pax-header-19MB': (lambda: pax_header(BIG_COMMENT) + file_member('nexus.db', DB) + END,
                         'a PAX extended header of %d bytes (at most 65536 allowed)' % len(BIG_COMMENT)),
     'longname-19MB': (lambda: long_name(b'n' * (19 * 1024 ** 2)) + file_member('nexus.db', DB) + END,
