@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _archive, _crypto, _verify
-from tests.integration.restore.backups import leftovers, make_backup, make_data_dir, snapshot
+from tests.integration.restore.backups import leftovers, make_backup, make_data_dir, snapshot, snapshot_beside_restore_state
 from tests.reliability.fuzzing import memoised_kdf  # noqa: F401 (fixture)  # pylint: disable=unused-import
 from tests.reliability.fuzzing import fuzz_settings, mutate, restore_each_then_list, tree, write_backups
 
@@ -171,7 +171,7 @@ def test_modules_report_mutated_archives_cleanly(valid, ansible_playbook, tmp_pa
     files = write_backups(backups, MUTANTS, valid)
     data = make_data_dir(tmp_path / 'data', live=2)
     good = make_backup(tmp_path / 'good.enc', PASSWORD, valid['data'])
-    before = snapshot(tmp_path)
+    before = snapshot_beside_restore_state(tmp_path)
     res = restore_each_then_list(ansible_playbook, data, backups, files + [str(good)], PASSWORD)
     restores = res.task('restore')['results']
     assert len(restores) == len(files) + 1
@@ -182,7 +182,7 @@ def test_modules_report_mutated_archives_cleanly(valid, ansible_playbook, tmp_pa
     info = res.task('info')
     assert [b['valid'] for b in info['backups']] == [False] * len(files), info
     assert PASSWORD not in res.stdout + res.stderr
-    after = snapshot(tmp_path)
+    after = snapshot_beside_restore_state(tmp_path)
     # Only the good restore changed the data dir (and kept a pre-restore copy); nothing else moved.
     assert {k: v for k, v in after.items() if not k.startswith('data')} == \
         {k: v for k, v in before.items() if not k.startswith('data')}

@@ -17,7 +17,8 @@ import shutil
 
 import pytest
 
-from tests.integration.restore.backups import leftovers, make_backup, make_data_dir, make_keyring, snapshot
+from tests.integration.restore.backups import (
+    leftovers, make_backup, make_data_dir, make_keyring, snapshot, snapshot_beside_restore_state)
 from tests.nexus_server.harness import free_port
 from tests.reliability import malicious
 from tests.unit.module_utils import test_archive_bounds as archives
@@ -36,7 +37,6 @@ DATABASE_CASES = {
     '2030-01-01-000006': 'trigger',
     '2030-01-01-000007': 'extra-table',
 }
-STATE_DIR = '.nexus-secrets-restore'
 FIXTURE_NAME = 'nexus-backup-2025-12-04-001500.tar.gz.enc'
 SERVER_NAME = 'nexus-backup-2025-12-05-001500.tar.gz.enc'
 
@@ -110,7 +110,7 @@ def test_backup_info_lists_valid_backups_beside_hostile_ones(world, nexus_server
 @pytest.mark.slow
 def test_restore_refuses_every_hostile_backup_and_changes_nothing(world, ansible_playbook, tmp_path):
     root, data = world['root'], world['data']
-    before, data_before = snapshot(root), snapshot(data)
+    before, data_before = snapshot_beside_restore_state(root), snapshot(data)
     playbook = tmp_path / 'restore.yml'
     playbook.write_text(json.dumps([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [
         {'name': 'under test', 'nexus.secrets.nexus_restore': {
@@ -129,10 +129,8 @@ def test_restore_refuses_every_hostile_backup_and_changes_nothing(world, ansible
             (name, result['msg'])
         no_traceback(result)
     assert snapshot(data) == data_before
-    after = snapshot(root)
     # Beside the data dir only the restore's own private lock dir may appear (made on first use).
-    assert {k: v for k, v in after.items() if not k.startswith(STATE_DIR)} == before
-    assert all(after[k][1] & 0o077 == 0 for k in after if k.startswith(STATE_DIR))
+    assert snapshot_beside_restore_state(root) == before
     assert leftovers(data, root) == []
 
 

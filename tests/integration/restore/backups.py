@@ -130,6 +130,23 @@ def snapshot(root):
     return found
 
 
+RESTORE_STATE_DIR = '.nexus-secrets-restore'
+
+
+def snapshot_beside_restore_state(root):
+    """``snapshot(root)`` without nexus_restore's private state dir (journal and lock, beside every data
+    dir it restores), which must be 0700, ours and hold no more than its lock file when idle."""
+    found = snapshot(root)
+    for path in [p for p in found if p.split(os.sep)[-1] == RESTORE_STATE_DIR]:
+        kind, mode, uid = found[path][:3]
+        assert stat.S_ISDIR(kind) and mode == 0o700 and uid == os.geteuid(), (path, found[path])
+        inside = [p for p in found if p.startswith(path + os.sep)]
+        assert [p.rsplit(os.sep, 1)[-1] for p in inside] in ([], ['lock']), inside
+        for name in [path] + inside:
+            del found[name]
+    return found
+
+
 def leftovers(*dirs):
     """Names in ``dirs`` that only a restore in progress should create."""
     found = []
