@@ -11,7 +11,6 @@ collection.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import datetime
@@ -189,7 +188,7 @@ def _hold_dest(dest_dir):
         os.close(fd)
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             raise BackupBusy('another backup into %s is already running; not starting a second one'
-                              % dest_dir)
+                             % dest_dir)
         return None
     remove_stale_private_dirs(dest_dir)
     return fd

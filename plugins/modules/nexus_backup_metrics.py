@@ -118,7 +118,7 @@ def main():
         status=dict(type='str', required=True, choices=list(_metrics.STATUSES)),
         duration=dict(type='float'),
         size=dict(type='int'),
-        secrets=dict(type='int'),
+        secrets=dict(type='int', no_log=False),
         verified=dict(type='bool'),
         uploaded=dict(type='bool'),
         mode=dict(type='str', default='0644'),

@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: nexus.secrets contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Take one NEXUS backup on this host, without a controller (installed by the nexus.secrets.backup role).
 
-Usage: nexus-backup-runner.py CONFIG.json
+Usage: python3 nexus-backup-runner.py CONFIG.json
 
 Runs the same core as the nexus.secrets.nexus_backup module, from a copy of the collection's
 module_utils next to this script: backup (never replacing a file, one run per directory at a
