@@ -105,7 +105,7 @@ notes:
     name, which retention still recognises. An explicit O(name) that exists fails before any work.
     The file is published with C(link()) (or C(renameat2(RENAME_NOREPLACE)) where the filesystem has
     no hard links), which never replaces a file.
-  - Several hosts sharing one backup directory each need their own O(dest) (the M(nexus.secrets.backup)
+  - Several hosts sharing one backup directory each need their own O(dest) (the C(nexus.secrets.backup)
     role writes into C(<dest>/<inventory_hostname>)); retention only ever looks at the files directly
     in O(dest).
 seealso:

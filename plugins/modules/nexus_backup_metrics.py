@@ -23,7 +23,7 @@ description:
     C(nexus_backup_upload_success) (only when an upload ran)."
   - A failed or busy run keeps the last successful backup's time, size and secret count from the
     previous file, so C(time() - nexus_backup_last_success_timestamp_seconds) keeps growing.
-  - The M(nexus.secrets.backup) role calls this after every run when C(nexus_backup_metrics_dir) is set.
+  - The C(nexus.secrets.backup) role calls this after every run when C(nexus_backup_metrics_dir) is set.
 attributes:
   check_mode:
     support: full

@@ -16,7 +16,7 @@ description:
     none of the C(keep_*) rules keeps, each with its C(.sha256) sidecar, with the same rules as
     M(nexus.secrets.nexus_backup) applies after each backup (like C(restic forget)).
   - Meant for copies of backups kept elsewhere, for example the controller directory the
-    M(nexus.secrets.backup) role fetches each host's backups into (run it with C(delegate_to=localhost)).
+    C(nexus.secrets.backup) role fetches each host's backups into (run it with C(delegate_to=localhost)).
   - Only files directly in O(path) whose names match the pattern are considered; sub-directories (for
     example other hosts' directories), links and other files are never touched.
 attributes:
