@@ -11,7 +11,7 @@ COLL_LINK   := $(COLL_ROOT)/ansible_collections/nexus/secrets
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: all venv demo test test-fast bench clean
+.PHONY: all venv demo test test-fast test-matrix bench clean
 
 all: test
 
@@ -33,8 +33,14 @@ venv: $(STAMP) $(COLL_LINK)
 demo: venv
 	$(PY) scripts/demo.py
 
+# The whole suite: pytest over tests/, then the supported version range (scripts/matrix.sh).
 test: venv
 	$(PY) -m pytest
+	scripts/matrix.sh
+
+# Oldest and newest ansible-core, oldest and newest host Python: sanity, unit, one round trip.
+test-matrix: venv
+	scripts/matrix.sh
 
 # Everything but the slow quality gates and molecule scenarios.
 test-fast: venv

@@ -1,10 +1,14 @@
 """Backup and restore of a large NEXUS data directory: wall time and peak RSS. Prints figures only.
 
-    .venv/bin/python benchmarks/backup_restore.py [--size-mib N] [--live] [--ansible] [--keep DIR]
+    .venv/bin/python benchmarks/backup_restore.py [--size-mib N] [--data random|mixed|both] [--live]
+                                                  [--ansible] [--keep DIR]
 
 Builds a data directory in a temp dir: ``nexus.db`` with NEXUS's schema (secrets with random
 encrypted-looking values, one version row each, audit rows) of about ``--size-mib`` MiB (default
-1024, or ``NEXUS_BENCH_SIZE_MIB``), plus a keyring. Then:
+1024, or ``NEXUS_BENCH_SIZE_MIB``), plus a keyring. ``--data`` picks the values: ``random`` (every
+value encrypted-looking, nothing compresses), ``mixed`` (values alternate between random and
+repetitive text every 128 KiB, and the children cannot import isal: the standard library's zlib, as
+on NEXUS hosts), or ``both`` (the default: one run of each). Then:
 
 - ``core``: a fresh Python child runs ``_backup.create_backup`` and then ``_restore.restore`` (the
   code the modules run); each child reports its own peak RSS (``ru_maxrss``).
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import sqlite3
 import subprocess
@@ -38,13 +43,21 @@ sys.path[:0] = [str(REPO), str(REPO / '.cache' / 'collections')]
 from tests.nexus_server import keyring as server_keyring  # noqa: E402
 from tests.nexus_server.storage_sqlite import SCHEMA  # noqa: E402
 
+COMPRESS_LEVEL = 1  # _gzip_stream's; not imported here, so that only the children choose their codec
+
 PASSWORD = 'benchmark-backup-password'
 KEY_PASSWORD = 'benchmark-keyring-password'
 VALUE_BYTES = 12 * 1024  # secret value blob (nonce || AES-GCM ciphertext): incompressible
 MIB = 1024 * 1024
 
 
-def build_data_dir(root, size_mib):
+def text_pool(size):
+    """Repetitive, audit-log-like text: compresses well, as about half of a real database does."""
+    line = b'{"action":"read","user":"admin-001","path":"prod/team-%03d/db/password","ip":"127.0.0.1"}\n'
+    return b''.join(line % (i % 1000) for i in range(size // len(line) + 1))[:size]
+
+
+def build_data_dir(root, size_mib, data='random'):
     """A WAL-mode nexus.db of about ``size_mib`` MiB, and a keyring, under ``root``."""
     server_keyring.save(root / 'data' / 'keys', server_keyring.generate_plaintexts(), KEY_PASSWORD)
     db = root / 'nexus.db'
@@ -54,12 +67,16 @@ def build_data_dir(root, size_mib):
     for statement in SCHEMA:
         conn.execute(statement)
     pool = os.urandom(8 * MIB)
+    text = text_pool(8 * MIB)
+    # mixed: about 128 KiB of values (a value and its version row) from each pool in turn
+    stripe = max(1, 128 * 1024 // (2 * VALUE_BYTES))
     per_secret = 2 * VALUE_BYTES + 600  # value + one version + row and audit overhead
     count = max(1, size_mib * MIB // per_secret)
     conn.execute('BEGIN')
     for i in range(count):
         start = (i * 7919) % (len(pool) - VALUE_BYTES)
-        value = pool[start:start + VALUE_BYTES]
+        source = text if data == 'mixed' and (i // stripe) % 2 else pool
+        value = source[start:start + VALUE_BYTES]
         sid = 'sec-%08d' % i
         path = 'bench/team-%03d/secret-%07d' % (i % 500, i)
         conn.execute('INSERT INTO secrets (id, path, value, metadata, version, created_at, created_by, updated_at,'
@@ -94,11 +111,15 @@ CHILD = r'''
 import json, os, resource, sys, time
 sys.path[:0] = [sys.argv[1], os.path.join(sys.argv[1], '.cache', 'collections')]
 args = json.loads(sys.argv[2])
+if args.get('no_isal'):
+    sys.modules['isal'] = None  # as on NEXUS hosts: the standard library's zlib only
 started = time.time()
 if args['step'] == 'backup':
     from ansible_collections.nexus.secrets.plugins.module_utils._backup import create_backup
     out = create_backup(args['db'], args['keys'], args['dest'], args['password'])
     info = {'path': out['path'], 'size': out['size'], 'secrets': out['secrets']}
+    from ansible_collections.nexus.secrets.plugins.module_utils import _gzip_stream
+    info['codec'] = _gzip_stream.ZLIB.__name__
 else:
     from ansible_collections.nexus.secrets.plugins.module_utils import _restore, _swap
     out = _restore.restore(args['src'], args['password'], _swap.Layout(args['data_dir']),
@@ -161,37 +182,30 @@ def run_ansible(module, args):
     return {'wall_s': wall, 'module_duration_s': out.get('duration'), 'peak_rss_mb': peak}
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--size-mib', type=int, default=int(os.environ.get('NEXUS_BENCH_SIZE_MIB', '1024')))
-    parser.add_argument('--ansible', action='store_true', help='also run the modules through ansible-playbook')
-    parser.add_argument('--live', action='store_true',
-                        help='leave a committed transaction in the WAL with the database open (a running server)')
-    parser.add_argument('--keep', help='build in this directory and keep it (default: a temp dir, removed)')
-    opts = parser.parse_args(argv)
-
-    from ansible_collections.nexus.secrets.plugins.module_utils import _archive
+def run_case(data, opts):
+    """Build one data directory, back it up and restore it; print the figures."""
+    no_isal = data == 'mixed'
     server = None
     root = Path(opts.keep or tempfile.mkdtemp(prefix='nexus-bench-', dir=os.environ.get('TMPDIR')))
     try:
         data_dir = root / 'data'
         started = time.time()
-        db, count = build_data_dir(data_dir, opts.size_mib)
+        db, count = build_data_dir(data_dir, opts.size_mib, data)
         server = hold_open_with_wal(db) if opts.live else None
         os.sync()  # the build's dirty pages would otherwise be written back during the measured runs
-        print('data dir: %s (%d secrets, nexus.db %.0f MiB) built in %.1f s'
-              % (data_dir, count, os.path.getsize(str(db)) / MIB, time.time() - started))
-        print('gzip codec: %s, level %d; cpus: %d; load average before: %.1f'
-              % (_archive.ZLIB.__name__, _archive.COMPRESS_LEVEL, os.cpu_count(), os.getloadavg()[0]))
+        print('--- %s data: %s (%d secrets, nexus.db %.0f MiB) built in %.1f s'
+              % (data, data_dir, count, os.path.getsize(str(db)) / MIB, time.time() - started))
         dest = root / 'backups'
         backup = run_core('backup', db=str(db), keys=str(data_dir / 'data' / 'keys'), dest=str(dest),
-                          password=PASSWORD)
+                          password=PASSWORD, no_isal=no_isal)
+        print('gzip codec: %s, level %d; cpus: %d; load average before: %.1f'
+              % (backup['codec'], COMPRESS_LEVEL, os.cpu_count(), os.getloadavg()[0]))
         print('core backup : %6.2f s (process %6.2f s, CPU %6.2f s)  peak RSS %6.1f MB  file %.0f MiB, %d secrets'
               % (backup['wall_s'], backup['process_wall_s'], backup['cpu_s'], backup['peak_rss_mb'],
                  backup['size'] / MIB, backup['secrets']))
         target = root / 'restored'
         restore = run_core('restore', src=backup['path'], password=PASSWORD, data_dir=str(target),
-                           key_password=KEY_PASSWORD)
+                           key_password=KEY_PASSWORD, no_isal=no_isal)
         print('core restore: %6.2f s (process %6.2f s, CPU %6.2f s)  peak RSS %6.1f MB  changed=%s'
               % (restore['wall_s'], restore['process_wall_s'], restore['cpu_s'], restore['peak_rss_mb'],
                  restore['changed']))
@@ -212,6 +226,21 @@ def main(argv=None):
             server.close()
         if not opts.keep:
             shutil.rmtree(str(root), ignore_errors=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--size-mib', type=int, default=int(os.environ.get('NEXUS_BENCH_SIZE_MIB', '1024')))
+    parser.add_argument('--data', choices=('random', 'mixed', 'both'), default='both',
+                        help='random values, or half random and half text with isal hidden (default: both)')
+    parser.add_argument('--ansible', action='store_true', help='also run the modules through ansible-playbook')
+    parser.add_argument('--live', action='store_true',
+                        help='leave a committed transaction in the WAL with the database open (a running server)')
+    parser.add_argument('--keep', help='build in this directory and keep it (default: a temp dir, removed)')
+    opts = parser.parse_args(argv)
+    print('%s, %s UTC' % (platform.platform(), time.strftime('%Y-%m-%d %H:%M', time.gmtime())))
+    for data in (('random', 'mixed') if opts.data == 'both' else (opts.data,)):
+        run_case(data, opts)
     return 0
 
 

@@ -3,7 +3,7 @@
 #
 #   scripts/sanity.sh                      # every sanity test
 #   scripts/sanity.sh --test pylint        # extra args go to ansible-test sanity
-#   SANITY_DIR=/tmp/x scripts/sanity.sh    # where the copy goes (default .cache/sanity)
+#   SANITY_DIR=/tmp/x scripts/sanity.sh    # where the copy goes (default: a folder in $TMPDIR or /tmp)
 #
 # ansible-test needs the collection at .../ansible_collections/nexus/secrets and runs from inside it,
 # so we copy the files git would commit (tracked + untracked-not-ignored) into a fresh tree there.
@@ -12,7 +12,8 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 VENV_BIN="${VENV_BIN:-$REPO/.venv/bin}"
-SANITY_DIR="${SANITY_DIR:-$REPO/.cache/sanity}"
+# Outside the work tree: ansible-test lists files with git, which ignores everything under .cache.
+SANITY_DIR="${SANITY_DIR:-${TMPDIR:-/tmp}/nexus-sanity-$(id -u)}"
 DEST="$SANITY_DIR/ansible_collections/nexus/secrets"
 PYVER="$("$VENV_BIN/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 export PATH="$VENV_BIN:$PATH"

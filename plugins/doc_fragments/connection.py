@@ -20,21 +20,27 @@ options:
   username:
     description:
       - User to log in as (C(POST /api/v1/auth/login)); the JWT it returns is used for the run.
-      - Requires O(password). Mutually exclusive with O(token) and O(api_key).
-      - If not set, the value of the E(NEXUS_USERNAME) environment variable is used.
+      - Requires O(password) (or E(NEXUS_PASSWORD)). Mutually exclusive with O(token) and O(api_key).
+      - If not set, the value of the E(NEXUS_USERNAME) environment variable is used (see O(token) for
+        which credential is used when several are set).
     type: str
   password:
     description:
       - Password of O(username), used only for the API login.
       - If not set, the value of the E(NEXUS_PASSWORD) environment variable is used.
+      - Requires O(username) (or E(NEXUS_USERNAME)).
     type: str
   token:
     description:
       - "A JWT sent in the header C(Authorization: Bearer <token>); no login happens."
       - Mutually exclusive with O(api_key) and O(username)/O(password).
       - If not set, the value of the E(NEXUS_TOKEN) environment variable is used.
-      - When several credentials come from environment variables, O(token) wins, then O(api_key),
-        then O(username)/O(password).
+      - "Which credential is used: a credential set on the task always beats the environment; the
+        environment then only completes a O(username)/O(password) pair. When the task sets none, the
+        environment decides: E(NEXUS_TOKEN) first, then E(NEXUS_API_KEY), then E(NEXUS_USERNAME) and
+        E(NEXUS_PASSWORD). Environment variables are read when the task runs, after its options are
+        checked, so they never clash with each other or with the task's options; empty ones count as
+        unset."
     type: str
   api_key:
     description:
@@ -44,7 +50,9 @@ options:
     type: str
   timeout:
     description:
-      - Seconds to wait for the server to answer one request.
+      - Seconds to wait for the server to answer one request, for each read from the network.
+      - One request (connecting, sending, and reading the whole answer) may take at most three times
+        this in all, so a server that answers one byte at a time cannot hold a run.
     type: int
     default: 30
   validate_certs:
@@ -55,7 +63,8 @@ options:
     default: true
   ca_path:
     description:
-      - A CA bundle file to verify the server's certificate with, instead of the system store.
+      - A CA bundle file to verify the server's certificate with, instead of the default bundle (the one
+        C(requests) uses, from C(certifi)).
     type: path
   retries:
     description:
@@ -71,5 +80,11 @@ options:
 notes:
   - The connection options can be set once for all modules of the collection that take them with
     C(module_defaults) and the action group C(group/nexus.secrets.nexus).
-  - Credentials never appear in results or error messages.
+  - Credentials never appear in results or error messages, and neither do the secret values sent.
+    Text from the server's answers is shown with them (and any long token) masked.
+  - The client never asks for compressed answers and refuses them, and refuses an answer larger than
+    64 MiB (a listing of well over 100,000 secrets); narrow a larger listing with a prefix.
+  - Proxies are taken from the E(HTTP_PROXY), E(HTTPS_PROXY), E(ALL_PROXY) and E(NO_PROXY) environment
+    variables when the task starts; only C(http://) proxies are supported (C(https://) URLs are tunnelled
+    through them with C(CONNECT)).
 '''

@@ -6,8 +6,8 @@
 Layout (docs/nexus-behaviour.md §5): ``nexus.db`` (file), ``data/keys`` (directory, no trailing slash) and
 ``data/keys/*.key`` (files), no ``./`` prefix, modes as on disk. The writer emits the same header
 bytes as Go's archive/tar (which nexusctl uses); the reader is strict, because a backup file is
-untrusted input until proven otherwise. A faster gzip-compatible codec (isal) is used when it is
-importable; the output is ordinary gzip either way. Private to this collection.
+untrusted input until proven otherwise. Compression is _gzip_stream's (parallel, store-or-deflate per
+block); reading accepts any valid gzip. Private to this collection.
 """
 
 from __future__ import annotations
@@ -16,16 +16,10 @@ import errno
 import os
 import re
 import stat
-import struct
 import tarfile
-import zlib
 
+from ansible_collections.nexus.secrets.plugins.module_utils._gzip_stream import COMPRESS_LEVEL, ZLIB, GzipWriter
 from ansible_collections.nexus.secrets.plugins.module_utils._iothreads import threaded_writes
-
-try:
-    from isal import isal_zlib as _fast_zlib
-except ImportError:
-    _fast_zlib = None
 
 try:
     import grp
@@ -33,9 +27,6 @@ try:
 except ImportError:  # not on POSIX: names stay empty, as Go's archive/tar leaves them
     grp = pwd = None
 
-# The codec: isal when importable (several times faster at level 1), else the standard library.
-ZLIB = _fast_zlib or zlib
-COMPRESS_LEVEL = 1          # backups are mostly encrypted blobs: a low level costs nothing in size
 CHUNK_SIZE = 1024 * 1024
 BLOCK = 512
 
@@ -64,68 +55,6 @@ class ArchiveError(Exception):
 
 # ---------------------------------------------------------------------------------------------
 # Writing
-
-
-class _GzipWriter(object):
-    """File-like gzip compressor writing into another file-like object.
-
-    One ordinary gzip member (Go's header bytes, CRC-32 and size trailer), whose deflate stream
-    switches per 1 MiB chunk between compressed blocks and stored blocks: a NEXUS database is
-    mostly AES-GCM ciphertext, which no codec shrinks, and storing it costs a copy instead of a
-    compression pass. A 64 KiB sample of each chunk decides.
-    """
-
-    HEADER = b'\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff'  # deflate, no name, no mtime, OS unknown
-    SAMPLE = 64 * 1024
-    MIN_SAVING = 0.9  # a chunk that keeps more than this share of its size is not worth compressing
-
-    def __init__(self, out, level=COMPRESS_LEVEL):
-        self._out = out
-        self._level = level
-        self._compressor = ZLIB.compressobj(level, ZLIB.DEFLATED, -15)
-        self._pending = []
-        self._pending_len = 0
-        self._crc = 0
-        self._size = 0
-        self._out.write(self.HEADER)
-
-    def write(self, data):
-        self._pending.append(bytes(data))
-        self._pending_len += len(data)
-        if self._pending_len >= CHUNK_SIZE:
-            chunk = self._pending[0] if len(self._pending) == 1 else b''.join(self._pending)
-            self._pending, self._pending_len = [], 0
-            self._emit(chunk)
-        return len(data)
-
-    def _emit(self, chunk):
-        self._crc = ZLIB.crc32(chunk, self._crc)
-        self._size += len(chunk)
-        if len(chunk) > self.SAMPLE:
-            sample = chunk[:self.SAMPLE]
-            probe = ZLIB.compressobj(self._level, ZLIB.DEFLATED, -15)
-            if len(probe.compress(sample) + probe.flush()) > len(sample) * self.MIN_SAVING:
-                self._out.write(_stored_blocks(chunk))
-                return
-        self._out.write(self._compressor.compress(chunk) + self._compressor.flush(ZLIB.Z_FULL_FLUSH))
-
-    def close(self):
-        if self._pending:
-            self._emit(b''.join(self._pending))
-            self._pending = []
-        self._out.write(self._compressor.flush(ZLIB.Z_FINISH))
-        self._out.write(struct.pack('<II', self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF))
-
-
-def _stored_blocks(chunk):
-    """Deflate stored (uncompressed) blocks for ``chunk``, none final; the stream is byte-aligned
-    here because the compressor was last flushed with Z_FULL_FLUSH."""
-    parts = []
-    for start in range(0, len(chunk), 65535):
-        piece = chunk[start:start + 65535]
-        parts.append(struct.pack('<BHH', 0, len(piece), len(piece) ^ 0xFFFF))
-        parts.append(piece)
-    return b''.join(parts)
 
 
 def _octal(value, width):
@@ -210,21 +139,25 @@ def write_archive(out_fileobj, db_file, keys_dir, db_arcname=DB_NAME, db_mode=No
     ``db_size`` limits it to its first bytes (a live file may hold pages past the snapshot's end).
     A missing ``keys_dir`` yields an archive without key members.
     """
-    gz = _GzipWriter(out_fileobj, level)
-    members = [_write_file_member(gz, db_arcname, db_file, db_mode, db_size)]
-    if keys_dir is not None and os.path.isdir(keys_dir):
-        st = os.stat(keys_dir)
-        dir_mode = stat.S_IMODE(st.st_mode)
-        gz.write(_ustar_header(KEYS_DIR_NAME, st, tarfile.DIRTYPE, 0, dir_mode))
-        members.append({'name': KEYS_DIR_NAME, 'size': 0, 'type': 'dir', 'mode': dir_mode})
-        for entry in sorted(os.listdir(keys_dir)):
-            path = os.path.join(keys_dir, entry)
-            name = KEYS_DIR_NAME + '/' + entry
-            if entry.endswith('.key') and KEY_NAME_RE.match(name) and os.path.isfile(path) \
-                    and not os.path.islink(path):
-                members.append(_write_file_member(gz, name, path))
-    gz.write(b'\0' * (2 * BLOCK))  # end of archive, without record padding (as Go writes it)
-    gz.close()
+    gz = GzipWriter(out_fileobj, level)
+    try:
+        members = [_write_file_member(gz, db_arcname, db_file, db_mode, db_size)]
+        if keys_dir is not None and os.path.isdir(keys_dir):
+            st = os.stat(keys_dir)
+            dir_mode = stat.S_IMODE(st.st_mode)
+            gz.write(_ustar_header(KEYS_DIR_NAME, st, tarfile.DIRTYPE, 0, dir_mode))
+            members.append({'name': KEYS_DIR_NAME, 'size': 0, 'type': 'dir', 'mode': dir_mode})
+            for entry in sorted(os.listdir(keys_dir)):
+                path = os.path.join(keys_dir, entry)
+                name = KEYS_DIR_NAME + '/' + entry
+                if entry.endswith('.key') and KEY_NAME_RE.match(name) and os.path.isfile(path) \
+                        and not os.path.islink(path):
+                    members.append(_write_file_member(gz, name, path))
+        gz.write(b'\0' * (2 * BLOCK))  # end of archive, without record padding (as Go writes it)
+        gz.close()
+    except BaseException:
+        gz.abort()
+        raise
     return members
 
 

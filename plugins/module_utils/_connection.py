@@ -6,6 +6,15 @@
 The options are documented once in the ``nexus.secrets.connection`` doc fragment; modules build
 their argument spec with ``nexus_argument_spec(...)`` and pass ``CONNECTION_MODULE_KWARGS`` to
 AnsibleModule, then get a logged-in client from ``client_from_module(module)``.
+
+Credentials are bound late, like community.hashi_vault's options: the argument spec has no
+environment fallback for them, so ansible-core's checks (mutually exclusive options) see only what the
+task set, and ``resolve_credentials`` fills the rest from the environment after validation. An
+explicit credential always beats the environment; among environment variables NEXUS_TOKEN wins, then
+NEXUS_API_KEY, then NEXUS_USERNAME/NEXUS_PASSWORD (the order the doc fragment documents).
+
+This file imports the REST client only inside ``client_from_module``: modules that only need
+``nonempty_env_fallback`` do not load the REST layer.
 """
 
 from __future__ import annotations
@@ -13,13 +22,6 @@ from __future__ import annotations
 import os
 
 from ansible.module_utils.basic import AnsibleFallbackNotFound, env_fallback, missing_required_lib
-
-from ansible_collections.nexus.secrets.plugins.module_utils._api import (
-    HAS_REQUESTS,
-    REQUESTS_IMPORT_ERROR,
-    NexusApiError,
-    NexusClient,
-)
 
 DEFAULT_URL = 'http://127.0.0.1:9000'
 
@@ -36,23 +38,68 @@ def nonempty_env_fallback(*names):
     raise AnsibleFallbackNotFound
 
 
+# Credential options and the environment variable each falls back to, after validation.
+CREDENTIAL_ENV = (('token', 'NEXUS_TOKEN'), ('api_key', 'NEXUS_API_KEY'),
+                  ('username', 'NEXUS_USERNAME'), ('password', 'NEXUS_PASSWORD'))
+
 CONNECTION_OPTIONS = dict(
     url=dict(type='str', default=DEFAULT_URL, fallback=(nonempty_env_fallback, ['NEXUS_URL'])),
-    username=dict(type='str', fallback=(nonempty_env_fallback, ['NEXUS_USERNAME'])),
-    password=dict(type='str', no_log=True, fallback=(nonempty_env_fallback, ['NEXUS_PASSWORD'])),
-    token=dict(type='str', no_log=True, fallback=(nonempty_env_fallback, ['NEXUS_TOKEN'])),
-    api_key=dict(type='str', no_log=True, fallback=(nonempty_env_fallback, ['NEXUS_API_KEY'])),
+    username=dict(type='str'),
+    password=dict(type='str', no_log=True),
+    token=dict(type='str', no_log=True),
+    api_key=dict(type='str', no_log=True),
     timeout=dict(type='int', default=30),
     validate_certs=dict(type='bool', default=True, fallback=(env_fallback, ['NEXUS_VALIDATE_CERTS'])),
     ca_path=dict(type='path'),
     retries=dict(type='int', default=3),
 )
 
-# Passed to AnsibleModule(**...) next to the argument spec.
+# Passed to AnsibleModule(**...) next to the argument spec. They apply to the task's own options
+# only; "username requires password" is checked once the environment has been read.
 CONNECTION_MODULE_KWARGS = dict(
     mutually_exclusive=[('token', 'api_key', 'username'), ('token', 'api_key', 'password')],
-    required_together=[('username', 'password')],
 )
+
+
+class CredentialError(ValueError):
+    """The credentials cannot be used as given; the message says what to set."""
+
+
+def resolve_credentials(params, environ=None):
+    """``(method, creds)`` once options are validated: ``creds`` holds token, api_key, username and
+    password (None when unused) for exactly one method, or ``(None, {})`` when there is none.
+
+    Explicit options beat the environment: when the task sets any credential, that method is used and
+    the environment only completes a username/password pair. Otherwise the environment decides,
+    NEXUS_TOKEN first, then NEXUS_API_KEY, then NEXUS_USERNAME/NEXUS_PASSWORD. Empty values count as
+    unset. Raises CredentialError for half a username/password pair.
+    """
+    environ = os.environ if environ is None else environ
+    given = dict((name, params.get(name) or None) for name, dummy in CREDENTIAL_ENV)
+    env = dict((name, environ.get(var) or None) for name, var in CREDENTIAL_ENV)
+    creds = dict(token=None, api_key=None, username=None, password=None)
+    if given['token']:
+        method, creds['token'] = 'token', given['token']
+    elif given['api_key']:
+        method, creds['api_key'] = 'api_key', given['api_key']
+    elif given['username'] or given['password']:
+        method = 'username/password'
+    elif env['token']:
+        method, creds['token'] = 'token', env['token']
+    elif env['api_key']:
+        method, creds['api_key'] = 'api_key', env['api_key']
+    elif env['username'] or env['password']:
+        method = 'username/password'
+    else:
+        return None, {}
+    if method == 'username/password':
+        creds['username'] = given['username'] or env['username']
+        creds['password'] = given['password'] or env['password']
+        if not creds['username']:
+            raise CredentialError('password is set but username is not (set username or NEXUS_USERNAME)')
+        if not creds['password']:
+            raise CredentialError('username is set but password is not (set password or NEXUS_PASSWORD)')
+    return method, creds
 
 
 def nexus_argument_spec(**extra):
@@ -75,32 +122,52 @@ def auth_method(params):
     return None
 
 
+def bind_credentials(module):
+    """Resolve the credentials (``resolve_credentials``) into ``module.params``, marking the values
+    taken from the environment no_log as ansible-core does for fallbacks; ``fail_json`` when unusable."""
+    try:
+        method, creds = resolve_credentials(module.params)
+    except CredentialError as exc:
+        module.fail_json(msg=str(exc))
+    if method is None:
+        module.fail_json(msg='no credentials: set token, api_key, or username and password '
+                             '(or NEXUS_TOKEN, NEXUS_API_KEY, NEXUS_USERNAME/NEXUS_PASSWORD)')
+    for name in ('token', 'api_key', 'password'):
+        if creds[name]:
+            module.no_log_values.add(creds[name])
+    module.params.update(creds)
+    return method
+
+
 def client_from_module(module, pool_size=1):
     """A ready client for the module's connection options, or ``fail_json`` with a clear ``msg``.
 
     Username/password logins happen here, so bad credentials fail before any work starts.
     """
+    from ansible_collections.nexus.secrets.plugins.module_utils._api import (
+        HAS_REQUESTS,
+        REQUESTS_IMPORT_ERROR,
+        NexusApiError,
+        NexusClient,
+    )
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib('requests'), exception=REQUESTS_IMPORT_ERROR)
     params = module.params
     url = (params['url'] or '').strip()
     if not url.startswith(('http://', 'https://')):
         module.fail_json(msg='url must start with http:// or https:// (got %r)' % url)
-    if auth_method(params) is None:
-        module.fail_json(msg='no credentials: set token, api_key, or username and password '
-                             '(or NEXUS_TOKEN, NEXUS_API_KEY, NEXUS_USERNAME/NEXUS_PASSWORD)')
+    method = bind_credentials(module)
     if params['timeout'] < 1:
         module.fail_json(msg='timeout must be 1 or more seconds (got %d)' % params['timeout'])
     if params['retries'] < 0:
         module.fail_json(msg='retries must be 0 or more (got %d)' % params['retries'])
-    method = auth_method(params)
-    # Only the chosen credential is used: an env fallback for another method never mixes in.
-    client = NexusClient(
-        url, token=params['token'] if method == 'token' else None,
-        api_key=params['api_key'] if method == 'api_key' else None,
-        username=params['username'], password=params['password'], timeout=params['timeout'],
-        validate_certs=params['validate_certs'], ca_path=params['ca_path'],
-        retries=params['retries'], pool_size=pool_size)
+    try:
+        client = NexusClient(
+            url, token=params['token'], api_key=params['api_key'], username=params['username'],
+            password=params['password'], timeout=params['timeout'], validate_certs=params['validate_certs'],
+            ca_path=params['ca_path'], retries=params['retries'], pool_size=pool_size)
+    except (ValueError, IOError, OSError) as exc:  # an unusable url, proxy or ca_path
+        module.fail_json(msg='cannot talk to %s: %s' % (url, exc))
     if method == 'username/password':
         try:
             client.login()

@@ -108,3 +108,14 @@ def derive_key(password, salt):
     if _cryptography_argon2id() is not None:
         return derive_key_cryptography(password, salt)
     return derive_key_argon2_cffi(password, salt)
+
+
+def require_crypto(module, needed=True):
+    """``module.fail_json`` with ``missing_required_lib`` when ``needed`` and the crypto libraries are
+    missing (the one check every module that encrypts or decrypts makes before any work)."""
+    if not needed:
+        return
+    missing = missing_dependency()
+    if missing:
+        from ansible.module_utils.basic import missing_required_lib
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import stat
 
-from ansible_collections.nexus.secrets.plugins.module_utils._crypto import missing_dependency
 from ansible_collections.nexus.secrets.plugins.module_utils._envelope import (
     AUTH_FAILED_MSG,
     EnvelopeError,
@@ -25,16 +26,35 @@ from ansible_collections.nexus.secrets.plugins.module_utils._envelope import (
 _GO_ESCAPES = (('<', '\\u003c'), ('>', '\\u003e'), ('&', '\\u0026'),
                (u'\u2028', '\\u2028'), (u'\u2029', '\\u2029'))
 MAX_PROBLEMS = 10
-
-
-def encryption_missing_library(password):
-    """``(library, traceback)`` for ``missing_required_lib`` when ``password`` asks for the envelope but
-    the crypto libraries are absent, else None."""
-    return missing_dependency() if password else None
+# The largest export file read (it is parsed in memory): 100,000 secrets of 1 KiB are about 110 MB.
+MAX_EXPORT_BYTES = 256 * 1024 * 1024
 
 
 class ExportFileError(Exception):
     """The export file cannot be used; the message says why (never with a secret value)."""
+
+
+def read_export_file(path, limit=MAX_EXPORT_BYTES):
+    """The bytes of the export file ``path``: a regular file of at most ``limit`` bytes, read once.
+
+    Raises ExportFileError when it is larger (checked on the open file, and again while reading, so
+    a file that grows meanwhile is still bounded) or not a regular file; OSError when unreadable.
+    """
+    with open(path, 'rb') as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ExportFileError('it is not a regular file')
+        if info.st_size > limit:
+            raise ExportFileError(_too_large(info.st_size, limit))
+        blob = fh.read(limit + 1)
+    if len(blob) > limit:
+        raise ExportFileError(_too_large(len(blob), limit))
+    return blob
+
+
+def _too_large(size, limit):
+    return ('it is %d bytes, more than the %d MiB an export may have (export fewer secrets per file '
+            'with prefix)' % (size, limit // (1024 * 1024)))
 
 
 def utc_now_rfc3339(now=None):

@@ -145,7 +145,7 @@ encrypted:
 import hashlib
 import os
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.nexus.secrets.plugins.module_utils._api import AuthRejected, NexusApiError
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
@@ -154,66 +154,28 @@ from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
     client_from_module,
     nexus_argument_spec,
 )
+from ansible_collections.nexus.secrets.plugins.module_utils._crypto import require_crypto
+from ansible_collections.nexus.secrets.plugins.module_utils._export import listed_paths, read_secrets
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import atomic_write
-from ansible_collections.nexus.secrets.plugins.module_utils._parallel import map_parallel
 from ansible_collections.nexus.secrets.plugins.module_utils._secrets_io import (
     ExportFileError,
     build_export,
     decode_export,
-    encryption_missing_library,
     encode_export,
     path_diff,
+    read_export_file,
     same_content,
-    unreachable_reason,
 )
-
-
-def read_secrets(client, paths, workers, passes):
-    """``(secrets, unreadable)``: GET every path in parallel; failures that may pass are read again
-    in up to ``passes - 1`` later passes (one pause per pass, not per secret, so a server that
-    cannot decrypt anything is not waited on once per secret)."""
-    def read(path):
-        try:
-            return client.get_secret(path), None
-        except NexusApiError as exc:
-            if exc.auth_rejected:
-                raise AuthRejected(exc)
-            return None, exc
-
-    found, failures = {}, {}
-    pending = paths
-    for number in range(passes):
-        if number:
-            client.pause(number - 1)
-        answers = map_parallel(read, pending, workers)
-        retry = []
-        for path, (secret, error) in zip(pending, answers):
-            if error is None:
-                found[path] = secret
-                failures.pop(path, None)
-            else:
-                failures[path] = error
-                if error.worth_another_pass:
-                    retry.append(path)
-        pending = retry
-        if not pending:
-            break
-    unreadable = []
-    for path in sorted(failures):
-        reason = failures[path].describe()
-        hint = unreachable_reason(path)
-        if hint:
-            reason += ' (%s)' % hint
-        unreadable.append(dict(path=path, reason=reason))
-    return [found[p] for p in sorted(found)], unreadable
 
 
 def read_existing(dest, password):
     """``(document or None, sha256 or None)`` of what ``dest`` holds now."""
     if not os.path.isfile(dest):
         return None, None
-    with open(dest, 'rb') as fh:
-        blob = fh.read()
+    try:
+        blob = read_export_file(dest)
+    except ExportFileError:
+        return None, None  # too large to be compared: it will be replaced
     try:
         document = decode_export(blob, password)
     except ExportFileError:
@@ -246,9 +208,7 @@ def main():
     password = params['export_password'] or None
     if params['workers'] < 1:
         module.fail_json(msg='workers must be 1 or more (got %d)' % params['workers'])
-    missing = encryption_missing_library(password)
-    if missing:
-        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+    require_crypto(module, needed=bool(password))
     if os.path.isdir(dest):
         module.fail_json(msg='dest %s is a directory; give a file name' % dest)
     if not os.path.isdir(os.path.dirname(dest)):
@@ -256,11 +216,7 @@ def main():
 
     client = client_from_module(module, pool_size=params['workers'])
     try:
-        # The server's prefix filter (sqlite: case-insensitive LIKE with wildcards) can only
-        # return more than asked, so it narrows the listing and the literal match decides.
-        listed = [s['path'] for s in client.list_secrets(prefix or None)
-                  if isinstance(s, dict) and isinstance(s.get('path'), str) and s['path'].startswith(prefix)]
-        secrets, unreadable = read_secrets(client, sorted(set(listed)), params['workers'],
+        secrets, unreadable = read_secrets(client, listed_paths(client, prefix), params['workers'],
                                            client.retries + 1)
     except NexusApiError as exc:
         module.fail_json(msg=api_failure_msg('cannot list the secrets at %s' % client.url, exc, params),

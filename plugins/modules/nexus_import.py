@@ -163,7 +163,7 @@ total:
   sample: 11
 '''
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.nexus.secrets.plugins.module_utils._api import AuthRejected, NexusApiError
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
@@ -172,136 +172,29 @@ from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
     client_from_module,
     nexus_argument_spec,
 )
-from ansible_collections.nexus.secrets.plugins.module_utils._parallel import map_parallel
+from ansible_collections.nexus.secrets.plugins.module_utils._crypto import require_crypto
+from ansible_collections.nexus.secrets.plugins.module_utils._import import (
+    Importer,
+    diff_of,
+    import_in_passes,
+    tally,
+)
 from ansible_collections.nexus.secrets.plugins.module_utils._secrets_io import (
     ExportFileError,
     decode_export,
-    encryption_missing_library,
+    read_export_file,
     summarize_problems,
-    unreachable_reason,
     validate_export,
 )
-
-OUTCOMES = ('created', 'updated', 'unchanged', 'skipped', 'failed')
-REFUSED = (409, 500)  # what a create of an existing (or deleted) path answers: memory 409, sqlite 500
-
-
-def same_secret(current, secret):
-    return current.get('value') == secret['value'] and (current.get('metadata') or {}) == secret['metadata']
-
-
-class Importer(object):
-    """Decides and performs the import of one secret; returns ``(outcome, reason, repeat)``.
-
-    It is called in passes: a secret whose failure is ``repeat``-able is handed to the next pass.
-    Every write is sent once per pass; when its answer is lost, the next pass's GET shows whether it
-    landed (``self.written`` remembers that it may have), so a write is never duplicated.
-    """
-
-    def __init__(self, client, present, overwrite, check_mode):
-        self.client = client
-        self.present = present
-        self.overwrite = overwrite
-        self.check_mode = check_mode
-        self.written = {}  # path -> 'created'/'updated': a write whose answer was lost may have landed
-
-    def __call__(self, secret):
-        hint = unreachable_reason(secret['path'])
-        if hint:
-            return 'failed', 'not imported: NEXUS could store it but never return it (%s)' % hint, False
-        try:
-            if secret['path'] in self.present:
-                return self.existing(secret, None)
-            if self.check_mode:
-                return 'created', None, False
-            return self.create(secret)
-        except NexusApiError as exc:
-            if exc.auth_rejected:
-                raise AuthRejected(exc)
-            return 'failed', exc.describe(), exc.worth_another_pass
-
-    def existing(self, secret, current):
-        """A secret the server has: ``current`` is its GET answer when already read."""
-        path = secret['path']
-        if current is None and (self.overwrite or path in self.written):
-            current = self.client.find_secret(path)
-            if current is None:
-                return 'failed', 'listed by the server, but GET answers 404 (deleted meanwhile?)', False
-        if current is not None and path in self.written and same_secret(current, secret):
-            return self.written[path], None, False  # our earlier write landed although its answer was lost
-        if not self.overwrite:
-            return 'skipped', None, False
-        if same_secret(current, secret):
-            return 'unchanged', None, False
-        if self.check_mode:
-            return 'updated', None, False
-        return self.update(secret)
-
-    def create(self, secret):
-        path = secret['path']
-        try:
-            self.client.create_secret(path, secret['value'], secret['metadata'])
-            return 'created', None, False
-        except NexusApiError as exc:
-            if not (exc.transient or exc.status in REFUSED):
-                raise
-            failure = exc
-            if exc.transient:
-                self.written[path] = 'created'
-        # Did the path exist after all (sqlite's unmapped UNIQUE error), or did our write land?
-        current = self.client.find_secret(path)
-        if current is not None:
-            return self.existing(secret, current)
-        if failure.status in REFUSED:
-            # "Exists" yet not readable: deleted (409 says so; a 500 is retried in case it was passing).
-            return 'failed', ('the path was deleted on the server, and NEXUS never lets a deleted path be '
-                              'created again (create answered HTTP %d: %s, GET answers 404)'
-                              % (failure.status, failure.message)), failure.status == 500
-        return 'failed', failure.describe(), True
-
-    def update(self, secret):
-        path = secret['path']
-        try:
-            self.client.update_secret(path, secret['value'], secret['metadata'])
-            return 'updated', None, False
-        except NexusApiError as exc:
-            if exc.status == 404:
-                return 'failed', 'the secret was deleted on the server during the import', False
-            if not exc.worth_another_pass:
-                raise
-            self.written[path] = 'updated'
-            failure = exc
-        # Only a PUT that did not land may be repeated: every PUT adds a version.
-        current = self.client.find_secret(path)
-        if current is not None and same_secret(current, secret):
-            return 'updated', None, False
-        return 'failed', failure.describe(), True
-
-
-def import_in_passes(importer, secrets, workers, passes, pause, results):
-    """Fill ``results`` with ``{path: (outcome, reason)}`` as secrets finish (so an abort keeps what was
-    done); repeatable failures get up to ``passes - 1`` more passes."""
-    def attempt(secret):
-        outcome, reason, repeat = importer(secret)
-        results[secret['path']] = (outcome, reason)
-        return repeat
-
-    pending = secrets
-    for number in range(passes):
-        if number:
-            pause(number - 1)
-        repeats = map_parallel(attempt, pending, workers)
-        pending = [secret for secret, repeat in zip(pending, repeats) if repeat]
-        if not pending:
-            break
 
 
 def load_secrets(module, src, password):
     try:
-        with open(src, 'rb') as fh:
-            blob = fh.read()
+        blob = read_export_file(src)
     except (IOError, OSError) as exc:
         module.fail_json(msg='cannot read src %s: %s' % (src, exc.strerror or exc))
+    except ExportFileError as exc:
+        module.fail_json(msg='src %s cannot be imported: %s; nothing was changed' % (src, exc))
     try:
         document = decode_export(blob, password)
     except ExportFileError as exc:
@@ -311,16 +204,6 @@ def load_secrets(module, src, password):
         module.fail_json(msg='src %s is not a valid export (%d problem(s)): %s; nothing was changed'
                              % (src, len(problems), summarize_problems(problems)))
     return secrets
-
-
-def diff_of(results):
-    lines = []
-    for outcome in OUTCOMES:
-        paths = sorted(path for path, (got, dummy) in results.items() if got == outcome)
-        if paths:
-            lines.append('%s (%d):\n' % (outcome, len(paths)))
-            lines.extend('  %s\n' % path for path in paths)
-    return dict(prepared=''.join(lines))
 
 
 def main():
@@ -340,9 +223,7 @@ def main():
     prefix = params['prefix'] or ''
     if params['workers'] < 1:
         module.fail_json(msg='workers must be 1 or more (got %d)' % params['workers'])
-    missing = encryption_missing_library(params['export_password'])
-    if missing:
-        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+    require_crypto(module, needed=bool(params['export_password']))
     secrets = [s for s in load_secrets(module, params['src'], params['export_password'] or None)
                if s['path'].startswith(prefix)]
 
@@ -364,13 +245,7 @@ def main():
     finally:
         client.close()
 
-    counts = dict((outcome, 0) for outcome in OUTCOMES)
-    failed = []
-    for path in sorted(results):
-        outcome, reason = results[path]
-        counts[outcome] += 1
-        if outcome == 'failed':
-            failed.append(dict(path=path, reason=reason))
+    counts, failed = tally(results)
     # "skipped" and "failed" are reserved result keys in Ansible (they set the task's status).
     result = dict(changed=bool(counts['created'] or counts['updated']), created=counts['created'],
                   updated=counts['updated'], unchanged=counts['unchanged'],

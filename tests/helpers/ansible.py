@@ -25,7 +25,8 @@ def ansible_env(extra=None):
     env = dict(os.environ)
     env.update({
         'ANSIBLE_COLLECTIONS_PATH': str(COLLECTIONS),
-        'ANSIBLE_PYTHON_INTERPRETER': sys.executable,
+        # The Python that runs the modules (the managed host's); the version matrix sets another.
+        'ANSIBLE_PYTHON_INTERPRETER': os.environ.get('NEXUS_TEST_HOST_PYTHON') or sys.executable,
         'ANSIBLE_NOCOLOR': '1',
         'ANSIBLE_FORCE_COLOR': '0',
         'ANSIBLE_RETRY_FILES_ENABLED': '0',

@@ -7,6 +7,7 @@ Routes (docs/nexus-behaviour.md §4):
   POST /api/v1/secrets                 create
   GET  /api/v1/secrets/{path}/versions versions (so a secret whose path ends in /versions is unreadable)
   GET|PUT|DELETE /api/v1/secrets/{path}
+                                       an empty {path} (also GET /api/v1/secrets//versions) -> 400
   GET  /api/v1/audit                   admin
   POST /api/v1/apikeys                 admin -- a reference-server addition (see README)
 """
@@ -28,6 +29,8 @@ from .service import ApiError, parse_body
 
 SECRETS = '/api/v1/secrets'
 SECRET_PREFIX = SECRETS + '/'
+# The versions route with an empty secret path: routed (400 "secret path is required"), not redirected.
+EMPTY_PATH_VERSIONS = SECRET_PREFIX + '/versions'
 MAX_BODY = 64 * 1024 * 1024
 
 
@@ -245,14 +248,14 @@ class Handler(BaseHTTPRequestHandler):
         if path == '/health':
             return self._health()
 
-        decision = state.faults.decide()
+        decision = state.faults.decide(self.command, path)
         if decision == DROP:
             return self._drop()
         if decision:
             raise ApiError(decision, 'injected fault')
 
         cleaned = clean_path(path)
-        if cleaned != path:
+        if cleaned != path and path != EMPTY_PATH_VERSIONS:
             location = cleaned + ('?' + split.query if split.query else '')
             html = b'<a href="' + location.encode() + b'">Moved Permanently</a>.\n\n' \
                 if self.command in ('GET', 'HEAD') else None
@@ -293,8 +296,13 @@ class Handler(BaseHTTPRequestHandler):
                 name = str(parse_body(body).get('name') or '')
             return self._send(201, {'key': self.state.auth.create_api_key(principal, name), 'name': name})
         secret_path = path[len(SECRET_PREFIX):]
-        if method == 'GET' and secret_path.endswith('/versions'):
-            return self._send(*svc.versions(principal, secret_path[:-len('/versions')], ctx))
+        versions = method == 'GET' and secret_path.endswith('/versions')
+        if versions:
+            secret_path = secret_path[:-len('/versions')]
+        if not secret_path and method in ('GET', 'PUT', 'DELETE'):
+            raise ApiError(400, 'secret path is required')
+        if versions:
+            return self._send(*svc.versions(principal, secret_path, ctx))
         if method == 'GET':
             return self._send(*svc.read(principal, secret_path, ctx))
         if method == 'PUT':

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from . import timefmt, tokens
 
 # The one built-in user of the real server.
-USERS = {'admin': {'id': 'admin-001', 'name': 'admin', 'role': 'admin', 'password': 'admin'}}
+USERS = {'admin': {'id': 'admin-001', 'name': 'Admin User', 'role': 'admin', 'password': 'admin'}}
 
 
 @dataclass

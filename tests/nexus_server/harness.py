@@ -8,6 +8,7 @@ on a free loopback port, and waits for ``/health``. ``ApiClient`` is a deliberat
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -29,6 +30,8 @@ FAULT_FLAGS = {
     'drop_rate': '-fault-drop-rate',
     'seed': '-fault-seed',
     'unhealthy': '-fault-unhealthy',  # boolean: /health answers 503
+    'limit': '-fault-limit',  # at most this many errors and drops in all
+    'log': '-fault-log',  # the server's record of every injected fault (JSON lines)
 }
 
 
@@ -41,6 +44,21 @@ def free_port(host='127.0.0.1'):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+_REFUSING = {}
+
+
+def refused_port(host='127.0.0.1'):
+    """A port on which nobody listens for as long as this process lives: a socket of this process
+    keeps it bound (no ``SO_REUSEADDR``, never listening), so no other process, parallel test
+    workers included, can take it, and a connection to it is refused. (``free_port()`` only says
+    that a port was free a moment ago: never use it for "nobody listens".)"""
+    if host not in _REFUSING:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((host, 0))
+        _REFUSING[host] = sock
+    return _REFUSING[host].getsockname()[1]
 
 
 def secret_url_path(path):
@@ -172,6 +190,7 @@ class NexusServer:
         self.env = dict(env or {})
         self.python = python
         self.log_path = self.workdir / 'nexus.log'
+        self.fault_log_path = self.workdir / 'nexus-faults.jsonl'
         self.proc = None
         self._token = None
 
@@ -185,8 +204,16 @@ class NexusServer:
         return self.proc.pid if self.proc else None
 
     def command(self):
-        return server_command('127.0.0.1:%d' % self.port, self.storage, self.db_path, self.faults,
-                              self.python)
+        faults = dict({'log': str(self.fault_log_path)}, **self.faults)
+        return server_command('127.0.0.1:%d' % self.port, self.storage, self.db_path, faults, self.python)
+
+    def fault_records(self):
+        """The server's own record of the faults it injected (``faults.py``), oldest first."""
+        try:
+            text = self.fault_log_path.read_text(encoding='utf-8')
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line]
 
     def start(self, timeout=30, healthy=True):
         """Start and wait for ``/health`` 200 (``healthy=False``: any answer, 503 included)."""

@@ -9,6 +9,7 @@ If loading fails for any reason, a new keyring is generated and overwrites all f
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ KEY_NAMES = ('master', 'signing', 'verify', 'age')
 PLAINTEXT_SIZES = {'master': 32, 'signing': 64, 'verify': 32, 'age': 74}
 NEW_KEYRING_MESSAGE = 'No existing keyring found, creating new one...'
 
+_HEX = re.compile(r'(?:[0-9a-fA-F]{2})*')
 _BECH32 = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l'
 
 
@@ -121,7 +123,9 @@ def load(keys_dir, password):
     blobs = {}
     for name in KEY_NAMES:
         try:
-            text = (keys_dir / (name + '.key')).read_text('ascii')  # no trimming, like hex.DecodeString
+            text = (keys_dir / (name + '.key')).read_text('ascii')
+            if not _HEX.fullmatch(text):  # Go's hex.DecodeString: no whitespace, no newline (fromhex skips them)
+                raise ValueError('invalid hex')
             blobs[name] = bytes.fromhex(text)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise KeyringError('%s.key: %s' % (name, exc)) from exc

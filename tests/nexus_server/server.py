@@ -36,6 +36,8 @@ def parse_args(argv):
     parser.add_argument('-fault-drop-rate', '--fault-drop-rate', type=float, default=None)
     parser.add_argument('-fault-seed', '--fault-seed', type=int, default=None)
     parser.add_argument('-fault-unhealthy', '--fault-unhealthy', action='store_const', const=True, default=None)
+    parser.add_argument('-fault-limit', '--fault-limit', type=int, default=None)
+    parser.add_argument('-fault-log', '--fault-log', default=None)
     return parser.parse_args(argv)
 
 
@@ -68,6 +70,7 @@ def main(argv=None):
         faults = FaultConfig.from_sources({
             'error_rate': args.fault_error_rate, 'latency_ms': args.fault_latency_ms,
             'drop_rate': args.fault_drop_rate, 'seed': args.fault_seed, 'unhealthy': args.fault_unhealthy,
+            'limit': args.fault_limit, 'log': args.fault_log,
         }, os.environ)
         host, port = split_addr(args.addr)
     except ValueError as exc:

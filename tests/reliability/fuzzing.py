@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _crypto
-from tests.nexus_server.harness import free_port
+from tests.nexus_server.harness import refused_port
 
 # Fixed seed (derandomize) so CI sees the same inputs every run; no deadline on a loaded box.
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
@@ -81,7 +81,7 @@ def restore_each_then_list(ansible_playbook, data, backups, files, password):
             json.dump([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [
                 {'name': 'restore', 'nexus.secrets.nexus_restore': {
                     'src': '{{ item }}', 'backup_password': '{{ password }}', 'data_dir': str(data),
-                    'health_url': 'http://127.0.0.1:%d/health' % free_port()},
+                    'health_url': 'http://127.0.0.1:%d/health' % refused_port()},
                  'loop': '{{ files }}', 'ignore_errors': True},
                 {'name': 'info', 'nexus.secrets.nexus_backup_info': {
                     'path': str(backups), 'backup_password': '{{ password }}', 'verify': True,

@@ -28,7 +28,7 @@ import pytest
 from ansible_collections.nexus.secrets.plugins.module_utils import _restore, _swap, _verify
 from ansible_collections.nexus.secrets.plugins.module_utils._backup import create_backup
 from tests.helpers.ansible import run_module
-from tests.nexus_server.harness import NexusServer, free_port
+from tests.nexus_server.harness import NexusServer, refused_port
 from tests.reliability import datadirs, killpoints
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('reliability')]
@@ -76,7 +76,7 @@ def restore_args(world, data_dir, keep):
     return {'src': world['src'], 'backup_password': BACKUP_PASSWORD, 'data_dir': str(data_dir),
             'key_password': NEW_KEY_PASSWORD, 'pre_restore_backup': keep,
             # Nothing listens there: the "is a server running?" probe says stopped.
-            'health_url': 'http://127.0.0.1:%d/health' % free_port()}
+            'health_url': 'http://127.0.0.1:%d/health' % refused_port()}
 
 
 def read_journal(data_dir):

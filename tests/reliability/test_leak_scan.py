@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.ansible import REPO
-from tests.nexus_server.harness import ApiClient, free_port, login
+from tests.nexus_server.harness import ApiClient, free_port, login, refused_port
 from tests.reliability.leakscan import ArgvSampler, Canaries, new_entries, private_modes, scan_files
 
 pytestmark = pytest.mark.slow
@@ -110,7 +110,7 @@ def test_every_module_path(nexus_server_factory, ansible_playbook, tmp_path):
     for name in ('backups', 'exports', 'verify-tmp'):
         (tmp_path / name).mkdir()
     restored = tmp_path / 'restored'
-    health = 'http://127.0.0.1:%d/health' % free_port()
+    health = 'http://127.0.0.1:%d/health' % refused_port()
     restore_args = {'src': '{{ backup.path }}', 'backup_password': '{{ backup_password }}',
                     'key_password': '{{ key_password }}', 'data_dir': str(restored), 'health_url': health}
     tasks = [

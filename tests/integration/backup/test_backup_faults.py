@@ -6,7 +6,6 @@ server are real.
 
 import errno
 import os
-import sqlite3
 
 import pytest
 
@@ -72,17 +71,28 @@ def test_disk_full_on_the_sidecar_fsync(live, dest, monkeypatch):
 
 
 def test_snapshot_destination_fills_up(live, dest, monkeypatch):
-    """ENOSPC from SQLite while writing the online-backup copy (a running server's WAL is not empty)."""
+    """The running server's WAL is not empty, so the real snapshot code copies the database into the
+    destination (SQLite's online backup); the destination then fills up (ENOSPC at the write layer)
+    while the backup is written beside that copy. The copy goes too, and nothing else changes.
+    (ENOSPC raised by SQLite itself while copying: test_disk_full.py, on a real small tmpfs.)"""
     from ansible_collections.nexus.secrets.plugins.module_utils import _sqlite
 
-    def full(source, dest_path):
-        with open(dest_path, 'wb') as fh:
-            fh.write(b'partial')
-        raise sqlite3.OperationalError('database or disk is full')
+    copies = []
+    real_online_backup = _sqlite._online_backup
 
-    monkeypatch.setattr(_sqlite, '_online_backup', full)
-    with pytest.raises(BackupError, match='database or disk is full'):
+    def observed(source, dest_path):  # the real copy, only watched
+        real_online_backup(source, dest_path)
+        copies.append((dest_path, os.path.getsize(dest_path)))
+
+    monkeypatch.setattr(_sqlite, '_online_backup', observed)
+    assert os.path.getsize(str(live.db_path) + '-wal') > 0
+    fill_disk_after(monkeypatch, 64 * 1024)
+    with pytest.raises(BackupError, match='No space left on device'):
         create_backup(str(live.db_path), str(live.keys_dir), str(dest), PASSWORD, name=NAME)
+    assert len(copies) == 1, copies
+    copy, size = copies[0]
+    assert os.path.dirname(os.path.dirname(copy)) == str(dest) and size > 200 * 512  # in dest, every secret
+    assert not os.path.exists(copy)
     assert_untouched(dest)
 
 

@@ -1,7 +1,9 @@
 """A really full disk under nexus_backup: dest on a small tmpfs, the module run through ansible.
 
-Needs root and a kernel that lets this process mount tmpfs (skipped otherwise). The write-layer mock
-tests in test_backup_faults.py cover the same paths without privileges.
+Needs root and a kernel that lets this process mount tmpfs (``mount -t tmpfs``). Elsewhere it is
+skipped, but not in CI (``CI=true``; CI runs as root): there, being unable to mount fails the test, so
+the real full-disk check cannot silently stop running. The write-layer mock tests in
+test_backup_faults.py cover the same paths without privileges.
 """
 
 import os
@@ -16,6 +18,17 @@ PASSWORD = 'disk-full-backup-password'
 NAME = 'nexus-backup-2026-01-01-000000.tar.gz.enc'
 
 
+def in_ci():
+    return os.environ.get('CI', '').lower() == 'true'
+
+
+def cannot(reason):
+    """Skip locally; in CI, where the test must run, fail."""
+    if in_ci():
+        pytest.fail('%s (CI=true: this test must run in CI)' % reason, pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def small_fs(tmp_path):
     """``mount(size)`` mounts a tmpfs of ``size`` bytes; unmounted at teardown."""
@@ -23,13 +36,16 @@ def small_fs(tmp_path):
 
     def mount(size):
         if os.geteuid() != 0:
-            pytest.skip('mounting a tmpfs needs root')
+            cannot('mounting a tmpfs needs root')
         point = tmp_path / ('fs-%d' % len(mounted))
         point.mkdir()
-        proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=%d,mode=0700' % size, 'tmpfs', str(point)],
-                              capture_output=True, text=True, check=False)
+        try:
+            proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=%d,mode=0700' % size, 'tmpfs', str(point)],
+                                  capture_output=True, text=True, check=False)
+        except OSError as exc:  # no mount(8) at all
+            cannot('cannot run mount: %s' % exc)
         if proc.returncode:
-            pytest.skip('cannot mount tmpfs here: %s' % proc.stderr.strip())
+            cannot('cannot mount tmpfs here: %s' % proc.stderr.strip())
         mounted.append(point)
         return point
 

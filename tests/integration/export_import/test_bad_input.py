@@ -14,7 +14,7 @@ import yaml
 from tests.helpers.ansible import run_playbook
 from tests.integration.export_import.conftest import EXPORT, IMPORT, read_all, seed
 from tests.nexus_server import tokens
-from tests.nexus_server.harness import free_port
+from tests.nexus_server.harness import refused_port
 from ansible_collections.nexus.secrets.plugins.module_utils._envelope import encrypt_bytes
 
 GOOD = {'secrets': [{'path': 'a/b', 'value': 'VALUE-MUST-NOT-LEAK'}]}
@@ -71,7 +71,7 @@ def test_bad_input_gives_clear_messages_and_changes_nothing(nexus_server, tmp_pa
     playbook.write_text(yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False, 'tasks': tasks}]))
     res = run_playbook(playbook, extra_vars={
         'url': nexus_server.url, 'token': nexus_server.token(), 'dir': str(tmp_path),
-        'dead_url': 'http://127.0.0.1:%d' % free_port(), 'expired_token': expired})
+        'dead_url': 'http://127.0.0.1:%d' % refused_port(), 'expired_token': expired})
 
     for name, dummy2, dummy, expected in CASES:
         result = res.task(name)

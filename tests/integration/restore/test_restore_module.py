@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from tests.integration.restore import backups as b
-from tests.nexus_server.harness import free_port
+from tests.nexus_server.harness import refused_port
 from tests.unit.module_utils._fixtures import BACKUP_PASSWORD, KEYRING_PASSWORD, fixture_path
 
 MODULE = 'nexus.secrets.nexus_restore'
@@ -18,7 +18,7 @@ EXPECTED = json.load(open(fixture_path('expected-secrets.json')))
 
 def stopped_health_url():
     """A loopback URL nobody listens on: connection refused, i.e. 'server stopped'."""
-    return 'http://127.0.0.1:%d/health' % free_port()
+    return 'http://127.0.0.1:%d/health' % refused_port()
 
 
 def restore_args(data_dir, **extra):
@@ -64,6 +64,7 @@ def test_restore_nexusctl_backup_then_server_serves_its_secrets(ansible_module, 
     assert 'No existing keyring found' not in server.log_text()
 
 
+@pytest.mark.slow  # three restores and four server starts: about 30 s
 def test_stale_wal_of_a_killed_server_is_removed(ansible_module, nexus_server_factory, tmp_path):
     data_dir = tmp_path / 'nexus'
     assert ansible_module(MODULE, restore_args(data_dir))['changed']

@@ -38,7 +38,7 @@ def test_login_returns_token_expiry_and_user(sqlite_server):
     assert resp.status_code == 200
     body = resp.json()
     assert set(body) == {'token', 'expires_at', 'user'}
-    assert body['user'] == {'id': 'admin-001', 'name': 'admin', 'role': 'admin'}
+    assert body['user'] == {'id': 'admin-001', 'name': 'Admin User', 'role': 'admin'}
     header, claims = jwt_parts(body['token'])
     assert header['alg'] == 'HS256'
     assert claims['user_id'] == 'admin-001' and claims['role'] == 'admin'
@@ -350,19 +350,63 @@ def test_list_sqlite_order_is_stable_and_sorted(sqlite_server, unique):
 
 # -- unreachable paths ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize('suffix', ['/ends/versions', '//leading', '/double//slash', '/dot/./seg', '/dotdot/../seg',
-                                    '/trailing/.', '/trailing/..'])
-def test_unreachable_paths_can_be_created_but_not_read(any_server, unique, suffix):
+# What the server answers to each unreachable path, sent verbatim (requests/urllib3 would remove dot
+# segments before sending): the versions route of its parent, or a 301 to the cleaned path.
+UNREACHABLE = [
+    # suffix of the secret's path, status, and the secret the answer is about: Location (301) or parent (404)
+    ('/ends/versions', 404, '{u}/ends'),
+    ('//leading', 301, '{u}/leading'),
+    ('/double//slash', 301, '{u}/double/slash'),
+    ('/dot/./seg', 301, '{u}/dot/seg'),
+    ('/dotdot/../seg', 301, '{u}/seg'),
+    ('/trailing/.', 301, '{u}/trailing'),
+    ('/trailing/..', 301, '{u}'),
+]
+
+
+def raw_get(server, url_path):
+    """``GET url_path`` sent byte for byte, redirects not followed: ``(status, Location, JSON body or None)``."""
+    conn = http.client.HTTPConnection('127.0.0.1', server.port, timeout=10)
+    try:
+        conn.request('GET', url_path, headers={'Authorization': 'Bearer ' + server.token()})
+        resp = conn.getresponse()
+        body = resp.read()
+        data = json.loads(body) if resp.getheader('Content-Type', '').startswith('application/json') else None
+        return resp.status, resp.getheader('Location'), data
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize('suffix,status,about', UNREACHABLE, ids=[case[0] for case in UNREACHABLE])
+def test_unreachable_paths_can_be_created_but_not_read(any_server, unique, suffix, status, about):
     client = any_server.client()
     path = (unique + suffix) if not suffix.startswith('//') else '/' + unique + suffix[1:]
     resp = client.create(path, 'hidden')
     assert resp.status_code == 201, resp.text
     assert any(s['path'] == path for s in client.list().json()['secrets'])
-    got = client.get(path)  # requests follows the 301 like a browser would
-    assert not (got.status_code == 200 and got.json().get('value') == 'hidden'), got.text
-    raw = client.get(path, allow_redirects=False)
-    assert raw.status_code in (200, 301, 404)
-    assert raw.status_code != 200 or 'value' not in raw.json()
+    got, location, body = raw_get(any_server, '/api/v1/secrets/' + path)
+    assert got == status, (got, location, body)
+    if status == 301:
+        assert location == '/api/v1/secrets/' + about.format(u=unique)
+    else:  # the versions route of a parent that does not exist
+        assert location is None and body == {'error': 'Not Found', 'message': 'secret not found'}
+    followed = client.get(path)  # a browser-style client: whatever it reads, it is not this secret
+    error_body(followed, 404, 'secret not found')
+
+
+@pytest.mark.parametrize('method', ['GET', 'PUT', 'DELETE'])
+def test_an_empty_secret_path_is_400(any_server, method):
+    client = any_server.client()
+    resp = client.request(method, '/api/v1/secrets/', json={'value': 'v'} if method == 'PUT' else None)
+    error_body(resp, 400, 'secret path is required')
+    anonymous = any_server.anonymous().request(method, '/api/v1/secrets/')
+    error_body(anonymous, 401, 'authentication required')  # authentication comes first
+
+
+def test_the_versions_of_an_empty_secret_path_is_400(any_server):
+    got, location, body = raw_get(any_server, '/api/v1/secrets//versions')
+    assert (got, location) == (400, None) and body == {'error': 'Bad Request', 'message': 'secret path is required'}
+    error_body(any_server.client().request('GET', '/api/v1/secrets//versions'), 400, 'secret path is required')
 
 
 def test_unreachable_path_redirects_like_go_mux(sqlite_server, unique):

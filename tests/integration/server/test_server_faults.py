@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import time
 
 import pytest
 import requests
@@ -83,15 +82,38 @@ def test_drop_rate_closes_connections_without_answer(nexus_server_factory, how):
 
 @pytest.mark.parametrize('how', ['flag', 'env'])
 def test_latency_is_added_to_api_requests_not_health(nexus_server_factory, how):
+    """Checked through the server's own record of the delays it slept (no clock in the test)."""
     if how == 'flag':
         server = nexus_server_factory(faults={'latency_ms': 400})
     else:
         server = nexus_server_factory(env={'NEXUS_FAULT_LATENCY_MS': '400'})
-    token = server.token()
-    started = time.monotonic()
-    assert requests.get(server.url + '/api/v1/secrets', headers={'Authorization': 'Bearer ' + token}).status_code == 200
-    assert time.monotonic() - started >= 0.4  # a lower bound only: the server sleeps at least this long
+    token = server.token()  # the login is an API request: delayed and recorded too
+    assert server.fault_records() == [
+        {'fault': 'latency', 'ms': 400.0, 'method': 'POST', 'path': '/api/v1/auth/login'}]
+    for dummy in range(3):
+        assert requests.get(server.url + '/health', timeout=10).status_code == 200
+    assert len(server.fault_records()) == 1  # /health was answered without any delay
+    headers = {'Authorization': 'Bearer ' + token}
+    assert requests.get(server.url + '/api/v1/secrets', headers=headers, timeout=10).status_code == 200
+    assert requests.get(server.url + '/api/v1/nothing', timeout=10).status_code == 404
+    assert server.fault_records()[1:] == [
+        {'fault': 'latency', 'ms': 400.0, 'method': 'GET', 'path': '/api/v1/secrets'},
+        {'fault': 'latency', 'ms': 400.0, 'method': 'GET', 'path': '/api/v1/nothing'}]
     assert 'latency_ms=400' in server.log_text()
+
+
+def test_fault_limit_ends_the_outage_and_every_fault_is_recorded(nexus_server_factory):
+    server = nexus_server_factory(faults={'error_rate': 1.0, 'limit': 3})
+    answers = [requests.get(server.url + '/api/v1/nothing', timeout=10).status_code for dummy in range(6)]
+    assert all(code in (500, 503) for code in answers[:3]) and answers[3:] == [404, 404, 404]
+    records = server.fault_records()
+    assert [(r['fault'], r['status'], r['method'], r['path']) for r in records] == [
+        ('error', code, 'GET', '/api/v1/nothing') for code in answers[:3]]
+
+
+def test_no_record_without_faults(nexus_server):
+    assert nexus_server.client().list().status_code == 200
+    assert nexus_server.fault_records() == [] and not nexus_server.fault_log_path.exists()
 
 
 def test_seed_makes_faults_reproducible(nexus_server_factory):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from argon2.low_level import Type, hash_secret_raw
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tests.nexus_server.checks import KEY_NAMES, decrypt_keyring, decrypt_value, error_body
@@ -90,7 +91,7 @@ def test_backup_layout_matches_the_contract(backup_members):
     assert kinds['data/keys'] == (b'5', 0o700)
     assert kinds['nexus.db'][0] == b'0'
     assert all(kinds[n] == (b'0', 0o600) for n in KEY_MEMBERS)
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidTag):  # the GCM tag: another password derives another key
         decrypt_backup(backup_path().read_bytes(), 'not-the-backup-password')
 
 

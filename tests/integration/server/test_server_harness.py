@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.nexus_server.checks import decrypt_keyring
-from tests.nexus_server.harness import NexusServer, login
+from tests.nexus_server.harness import NexusServer, login, refused_port
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -101,3 +104,17 @@ def test_ctl_stop_kill_leaves_the_wal(tmp_path):
     assert killed.returncode == 0 and 'killed' in killed.stdout
     assert (workdir / 'nexus.db-wal').exists() and (workdir / 'nexus.db-shm').exists()
     assert ctl('stop', '--workdir', str(workdir)).stdout.strip() == 'not running'
+
+
+def test_refused_port_is_refused_and_cannot_be_taken():
+    """What parallel workers rely on: no other socket (another worker's server) can bind it, even
+    with SO_REUSEADDR as the reference server sets, and a connection to it is refused."""
+    port = refused_port()
+    assert refused_port() == port
+    other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with other, pytest.raises(OSError) as taken:
+        other.bind(('127.0.0.1', port))
+    assert taken.value.errno == errno.EADDRINUSE
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(('127.0.0.1', port), timeout=5).close()

@@ -119,7 +119,7 @@ def test_wrong_password_replaces_the_keyring(nexus_server_factory, tmp_path):
         decrypt_keyring(server.keys_dir, 'right-password')  # the old keys are gone
 
 
-@pytest.mark.parametrize('damage', ['missing_age', 'corrupt_hex', 'flipped_tag'])
+@pytest.mark.parametrize('damage', ['missing_age', 'corrupt_hex', 'trailing_newline', 'flipped_tag'])
 def test_missing_or_corrupt_key_file_replaces_the_keyring(nexus_server_factory, damage):
     server = nexus_server_factory(key_password='pw-damage')
     server.client().create('s/one', 'v1')
@@ -130,6 +130,8 @@ def test_missing_or_corrupt_key_file_replaces_the_keyring(nexus_server_factory, 
         target.unlink()
     elif damage == 'corrupt_hex':
         target.write_text('zz' + before['master'][2:])
+    elif damage == 'trailing_newline':  # an editor's newline: Go's hex decoding refuses it
+        target.write_text(before['master'] + '\n')
     else:
         target.write_text(before['master'][:-2] + ('00' if before['master'][-2:] != '00' else '11'))
     server.start()

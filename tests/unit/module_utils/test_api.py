@@ -149,7 +149,7 @@ def test_dot_segments_are_encoded_not_normalised(stub):
         stub.script = [err(404, 'secret not found')]
         client_for(stub).find_secret(path)
     assert [s['path'] for s in stub.seen] == [
-        '/api/v1/secrets/a/../b', '/api/v1/secrets/a/./b', '/api/v1/secrets/sp%20ace/%25/%3F%23']
+        '/api/v1/secrets/a/%2E%2E/b', '/api/v1/secrets/a/%2E/b', '/api/v1/secrets/sp%20ace/%25/%3F%23']
     assert secret_endpoint('a/../b') == '/api/v1/secrets/a/%2E%2E/b'
 
 
@@ -182,8 +182,8 @@ def test_bad_login_carries_server_message(stub):
 
 
 def test_unreachable_server_is_a_transient_error_without_credentials():
-    from tests.nexus_server.harness import free_port
-    client = NexusClient('http://127.0.0.1:%d' % free_port(), api_key='key-SECRET', retries=2,
+    from tests.nexus_server.harness import refused_port
+    client = NexusClient('http://127.0.0.1:%d' % refused_port(), api_key='key-SECRET', retries=2,
                          sleep=lambda s: None)
     with pytest.raises(NexusApiError) as info:
         client.list_secrets()
@@ -211,3 +211,32 @@ def test_listing_and_login_repeat_a_500(stub):
     assert client.list_secrets() == [{'path': 'a'}]
     client.login()
     assert len(stub.seen) == 4
+
+
+def test_redact_keeps_known_messages_and_masks_the_rest():
+    from ansible_collections.nexus.secrets.plugins.module_utils._api import redact
+    assert redact('secret not found', ['secret']) == 'secret not found'
+    assert redact('bad value s3cr"t!', ['s3cr"t']) == 'bad value <redacted>!'
+    assert redact('bad value s3cr\\"t', ['s3cr"t']) == 'bad value <redacted>'
+    assert redact('key eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyX2lk here') == 'key <redacted> here'
+    assert redact('x' * 10 + ' ' + 'y ' * 200).endswith('...') and len(redact('y ' * 200)) == 203
+
+
+def test_answers_past_the_size_limit_are_refused(stub):
+    stub.script = [(200, {'secrets': [{'path': 'p%d' % i} for i in range(100)]}), (200, {'secrets': []})]
+    client = client_for(stub, max_response_bytes=1000)
+    with pytest.raises(NexusApiError) as info:
+        client.list_secrets()
+    assert 'more than the 1000 bytes the client reads; refused' in info.value.message
+    assert client.list_secrets() == []  # the next request gets a fresh connection
+
+
+def test_server_messages_echoing_what_was_sent_are_masked(stub):
+    stub.script = [err(400, 'value V4LUE-x rejected for tok-SECRET'), (401, 'login pw-SECRET refused')]
+    client = client_for(stub)
+    with pytest.raises(NexusApiError) as info:
+        client.create_secret('a', 'V4LUE-x')
+    assert info.value.message == 'value <redacted> rejected for <redacted>'
+    with pytest.raises(NexusApiError) as info:
+        client_for(stub, token=None, username='u', password='pw-SECRET').login()
+    assert info.value.message == '"login <redacted> refused"'

@@ -8,16 +8,18 @@ import yaml
 from ansible_collections.nexus.secrets.plugins.doc_fragments.connection import ModuleDocFragment
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
     CONNECTION_OPTIONS,
+    CREDENTIAL_ENV,
     auth_method,
     nexus_argument_spec,
 )
 
 
-def test_secrets_are_no_log_and_fall_back_to_env():
+def test_secrets_are_no_log_and_only_non_credentials_fall_back_at_validation():
     assert [n for n, o in CONNECTION_OPTIONS.items() if o.get('no_log')] == ['password', 'token', 'api_key']
     env = dict((n, o['fallback'][1][0]) for n, o in CONNECTION_OPTIONS.items() if 'fallback' in o)
-    assert env == {'url': 'NEXUS_URL', 'username': 'NEXUS_USERNAME', 'password': 'NEXUS_PASSWORD',
-                   'token': 'NEXUS_TOKEN', 'api_key': 'NEXUS_API_KEY', 'validate_certs': 'NEXUS_VALIDATE_CERTS'}
+    assert env == {'url': 'NEXUS_URL', 'validate_certs': 'NEXUS_VALIDATE_CERTS'}
+    assert dict(CREDENTIAL_ENV) == {'username': 'NEXUS_USERNAME', 'password': 'NEXUS_PASSWORD',
+                                    'token': 'NEXUS_TOKEN', 'api_key': 'NEXUS_API_KEY'}
 
 
 def test_builder_adds_module_options_and_refuses_clashes():

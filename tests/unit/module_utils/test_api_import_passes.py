@@ -3,7 +3,7 @@ paths and soft-deleted paths, without ever repeating a write that landed."""
 
 from __future__ import annotations
 
-from ansible_collections.nexus.secrets.plugins.modules.nexus_import import Importer, import_in_passes
+from ansible_collections.nexus.secrets.plugins.module_utils._import import Importer, import_in_passes
 from tests.unit.module_utils.test_api import DROP, client_for, err, stub  # noqa: F401 (fixture)  # pylint: disable=unused-import
 
 SECRET = {'path': 'a/b', 'value': 'v', 'metadata': {'k': 'x'}}

@@ -163,6 +163,7 @@ STREAM_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow  # 256 MiB through the writer and the reader
 def test_streaming_memory_is_bounded(tmp_path):
     """256 MiB through writer and decrypt_file; peak RSS grows by far less than the data."""
     total = 256 * 1024 * 1024

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _backup_info, _health
-from tests.nexus_server.harness import free_port
+from tests.nexus_server.harness import refused_port
 
 
 class _Answer(http.server.BaseHTTPRequestHandler):
@@ -49,7 +49,7 @@ def test_any_http_answer_means_running(http_server, status):
 
 
 def test_refused_connection_means_stopped():
-    state, detail = _health.probe('http://127.0.0.1:%d/health' % free_port())
+    state, detail = _health.probe('http://127.0.0.1:%d/health' % refused_port())
     assert state == _health.STOPPED and 'refused' in detail
 
 
@@ -70,7 +70,7 @@ def test_malformed_url_is_not_taken_for_stopped():
 
 
 def test_proxy_settings_are_ignored(http_server, monkeypatch):
-    monkeypatch.setenv('http_proxy', 'http://127.0.0.1:%d' % free_port())
+    monkeypatch.setenv('http_proxy', 'http://127.0.0.1:%d' % refused_port())
     monkeypatch.setenv('no_proxy', '')
     assert _health.probe(http_server(200))[0] == _health.RUNNING
 

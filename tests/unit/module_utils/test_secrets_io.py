@@ -132,3 +132,20 @@ def test_same_content_ignores_exported_at_and_path_diff():
     assert not io.same_content(newer, old)
     assert io.path_diff(old, newer) == (['c'], ['a'], ['b'])
     assert io.path_diff(None, newer) == (['b', 'c'], [], [])
+
+
+def test_read_export_file_is_bounded(tmp_path):
+    import os
+    path = tmp_path / 'e.json'
+    path.write_bytes(b'{"secrets": []}')
+    assert io.read_export_file(str(path), limit=15) == b'{"secrets": []}'
+    with pytest.raises(io.ExportFileError, match='it is 15 bytes, more than'):
+        io.read_export_file(str(path), limit=14)
+    fifo = tmp_path / 'fifo'
+    os.mkfifo(str(fifo))
+    fd = os.open(str(fifo), os.O_RDWR | os.O_NONBLOCK)  # a writer, so opening it never blocks
+    try:
+        with pytest.raises(io.ExportFileError, match='not a regular file'):
+            io.read_export_file(str(fifo))
+    finally:
+        os.close(fd)

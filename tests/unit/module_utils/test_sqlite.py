@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import pytest
 
@@ -74,17 +73,32 @@ def test_snapshot_holds_what_only_the_wal_holds(tmp_path):
     conn.close()
 
 
-@pytest.mark.parametrize('stream', [True, False], ids=['stream-allowed', 'online-backup'])
-def test_snapshot_changes_nothing_beside_a_live_database(tmp_path, stream):
+@pytest.mark.parametrize('stream,empty_wal,streamed', [(True, False, False), (False, False, False), (True, True, True)],
+                         ids=['stream-allowed', 'online-backup', 'streamed'])
+def test_snapshot_changes_nothing_beside_a_live_database(tmp_path, stream, empty_wal, streamed):
+    """``streamed``: the server's WAL was just emptied by a truncating checkpoint (the connection stays
+    open), so the live file itself is read. Otherwise the WAL holds the latest change (5 secrets
+    deleted, in pages the file already has: the file is full-size but stale) and it is copied."""
     live_dir = tmp_path / 'live'
     live_dir.mkdir()
     conn = open_live(live_dir / 'nexus.db')
     add_secrets(conn, 0, 20)
+    assert conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone() == (0, 0, 0)
+    conn.execute("UPDATE secrets SET deleted_at = 'now' WHERE path IN (%s)"
+                 % ', '.join("'app/secret-%d'" % i for i in range(5)))
+    page_count, page_size = (conn.execute('PRAGMA %s' % p).fetchone()[0] for p in ('page_count', 'page_size'))
+    assert os.path.getsize(str(live_dir / 'nexus.db')) == page_count * page_size  # only the WAL tells it is stale
+    if empty_wal:
+        assert conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone() == (0, 0, 0)
+    assert (os.path.getsize(str(live_dir / 'nexus.db-wal')) == 0) is empty_wal
     before = {name: (live_dir / name).read_bytes() for name in files(live_dir)}
-    assert take_snapshot(live_dir / 'nexus.db', tmp_path / 'snap.db', stream).secrets == 20
+    snap = take_snapshot(live_dir / 'nexus.db', tmp_path / 'snap.db', stream)
+    assert snap.streamed is streamed and snap.secrets == 15
+    assert snap.path == str(live_dir / 'nexus.db') if streamed else snap.path.endswith('.scratch/nexus.db')
     assert files(live_dir) == ['nexus.db', 'nexus.db-shm', 'nexus.db-wal']
     assert (live_dir / 'nexus.db').read_bytes() == before['nexus.db']
     assert (live_dir / 'nexus.db-wal').read_bytes() == before['nexus.db-wal']
+    assert count_live_secrets(str(tmp_path / 'snap.db')) == 15
     conn.close()
 
 
@@ -131,47 +145,140 @@ def test_snapshot_after_a_crash_reads_the_left_over_wal(tmp_path):
     assert count_live_secrets(str(tmp_path / 'snap.db')) == 30
 
 
-@pytest.mark.parametrize('stream', [True, False], ids=['stream-allowed', 'online-backup'])
-def test_snapshot_while_another_process_writes(tmp_path, stream):
-    """Every row committed before the snapshot started is in it; the copy is intact."""
+WRITER = textwrap.dedent('''
+    import os, select, sqlite3, sys
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+    conn.execute('PRAGMA wal_autocheckpoint=0')
+    total = 0
+
+    def say(*words):
+        sys.stdout.write(' '.join(str(w) for w in words) + '\\n')
+        sys.stdout.flush()
+
+    while True:
+        if select.select([sys.stdin], [], [], 0)[0]:
+            command = sys.stdin.readline().strip()
+            if command in ('stop', ''):
+                say('total', total)
+                break
+            if command == 'pause':  # empty the WAL, then commit nothing until 'resume'
+                busy, frames, done = conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()
+                say('paused', total, busy, os.path.getsize(sys.argv[1] + '-wal'))
+                sys.stdin.readline()
+        conn.execute("INSERT INTO secrets (id, path, value, metadata, version, created_at, created_by, updated_at,"
+                     " updated_by) VALUES (?, ?, ?, '{}', 1, 'now', 'w', 'now', 'w')",
+                     ('w-%d' % total, 'writer/%d' % total, os.urandom(200)))
+        total += 1
+        say('committed', total)
+''')
+
+
+class WriterProcess(object):
+    """Another process committing one row per transaction into ``db`` until told to stop; it reports
+    every commit on a pipe, so the test waits by reading, never by polling."""
+
+    def __init__(self, db):
+        self.proc = subprocess.Popen([sys.executable, '-c', WRITER, str(db)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.committed = 0
+
+    def _line(self):
+        words = self.proc.stdout.readline().split()
+        assert words, 'the writer process died (rc=%s)' % self.proc.poll()
+        return words
+
+    def wait_for_commits(self, count):
+        """Block until the writer has reported ``count`` commits in all."""
+        while self.committed < count:
+            words = self._line()
+            if words[0] == 'committed':
+                self.committed = int(words[1])
+
+    def _send(self, command):
+        self.proc.stdin.write(command + '\n')
+        self.proc.stdin.flush()
+
+    def pause(self):
+        """Empty the WAL (truncating checkpoint) and hold further commits: ``(commits, busy, WAL size)``."""
+        self._send('pause')
+        while True:
+            words = self._line()
+            if words[0] == 'committed':
+                self.committed = int(words[1])
+            elif words[0] == 'paused':
+                self.committed = int(words[1])
+                return self.committed, int(words[2]), int(words[3])
+
+    def resume(self):
+        self._send('resume')
+
+    def stop(self):
+        """Stop it; the number of rows it committed in all."""
+        if self.proc.poll() is None:
+            self._send('stop')
+        total = None
+        for line in self.proc.stdout:
+            words = line.split()
+            if words and words[0] == 'total':
+                total = int(words[1])
+        self.proc.wait(30)
+        return total
+
+
+@pytest.mark.parametrize('stream,pause,streamed', [(True, False, False), (False, False, False), (True, True, True)],
+                         ids=['stream-allowed', 'online-backup', 'streamed'])
+def test_snapshot_while_another_process_writes(tmp_path, stream, pause, streamed):
+    """Every row committed before the snapshot started is in it; the copy is intact. ``streamed``: the
+    writer empties the WAL and pauses, the snapshot pins the live file, the writer goes on committing
+    while it is read, and the snapshot holds exactly the rows of its start."""
     live = tmp_path / 'nexus.db'
     conn = open_live(live)
+    conn.execute('BEGIN')
     add_secrets(conn, 0, 2000)
-    stop = threading.Event()
-    written = []
-
-    def writer():
-        i = 100000
-        while not stop.is_set():
-            add_secrets(conn, i, 1)
-            written.append(i)
-            i += 1
-
-    thread = threading.Thread(target=writer)
-    thread.start()
+    conn.execute('COMMIT')
+    writer = WriterProcess(live)
     try:
-        while len(written) < 20:
-            pass
-        committed_before = 2000 + len(written)
-        take_snapshot(live, tmp_path / 'snap.db', stream)
+        writer.wait_for_commits(20)
+        if pause:
+            committed, busy, wal_size = writer.pause()
+            assert (busy, wal_size) == (0, 0)
+            scratch = '%s.scratch' % (tmp_path / 'snap.db')
+            os.mkdir(scratch, 0o700)
+            with open_snapshot(str(live), scratch, stream=stream) as snap:
+                writer.resume()
+                writer.wait_for_commits(committed + 20)  # commits land in the WAL while the file is read
+                with open(snap.path, 'rb') as src, open(str(tmp_path / 'snap.db'), 'wb') as dst:
+                    dst.write(src.read(snap.size))
+            assert os.listdir(scratch) == []
+            os.rmdir(scratch)
+            committed_before = committed_after = 2000 + committed
+        else:
+            committed_before = 2000 + writer.committed
+            snap = take_snapshot(live, tmp_path / 'snap.db', stream)
+            committed_after = None
     finally:
-        stop.set()
-        thread.join()
+        total = writer.stop()
+    assert snap.streamed is streamed
+    assert total is not None and total > 20
     got = count_live_secrets(str(tmp_path / 'snap.db'))
-    assert committed_before <= got <= 2000 + len(written)
+    assert committed_before <= got <= (committed_after or 2000 + total)
+    assert got == snap.secrets
     assert integrity_check(str(tmp_path / 'snap.db')) is None
     conn.close()
 
 
-def checkpointing_writer(db_path, stop, log):
-    """Commits rows and forces checkpoints (passive, full, truncate) until ``stop``; logs what it did."""
+def checkpointing_writer(db_path, stop, log, committed):
+    """Commits rows and forces checkpoints (passive, full, truncate) until ``stop``; logs what it did
+    and notifies ``committed`` (a Condition) after every commit."""
     conn = sqlite3.connect(db_path, isolation_level=None, timeout=0.05)
     conn.execute('PRAGMA wal_autocheckpoint=1')  # the writer checkpoints after every commit, too
     i = 500000
     while not stop.is_set():
         try:
             add_secrets(conn, i, 1)
-            log['commits'] += 1
+            with committed:
+                log['commits'] += 1
+                committed.notify_all()
             i += 1
             for mode in ('PASSIVE', 'FULL', 'TRUNCATE'):
                 busy, frames, done = conn.execute('PRAGMA wal_checkpoint(%s)' % mode).fetchone()
@@ -194,7 +301,8 @@ def test_a_streamed_snapshot_stays_one_point_in_time_while_checkpoints_run(tmp_p
     before = db.read_bytes()
     stop = threading.Event()
     log = {'commits': 0, 'checkpoints': 0, 'blocked': 0, 'busy': 0}
-    thread = threading.Thread(target=checkpointing_writer, args=(str(db), stop, log))
+    committed = threading.Condition()
+    thread = threading.Thread(target=checkpointing_writer, args=(str(db), stop, log, committed))
     scratch = tmp_path / 'scratch'
     scratch.mkdir()
     copied = bytearray()
@@ -204,9 +312,9 @@ def test_a_streamed_snapshot_stays_one_point_in_time_while_checkpoints_run(tmp_p
             thread.start()
             with open(snap.path, 'rb') as src:
                 while len(copied) < snap.size:  # page by page, one commit and its checkpoints between pages
-                    commits, deadline = log['commits'], time.monotonic() + 10
-                    while log['commits'] == commits and time.monotonic() < deadline:
-                        time.sleep(0.001)
+                    with committed:
+                        commits = log['commits']
+                        committed.wait_for(lambda: log['commits'] > commits, timeout=10)
                     copied += src.read(min(4096, snap.size - len(copied)))
     finally:
         stop.set()
@@ -323,6 +431,7 @@ MEMORY_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow  # a 200 MiB database
 def test_snapshot_memory_is_bounded(tmp_path):
     proc = subprocess.run([sys.executable, '-c', MEMORY_SCRIPT, str(tmp_path / 'big.db'), str(tmp_path), '200'], capture_output=True, text=True, check=True,
                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
