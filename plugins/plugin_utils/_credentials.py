@@ -81,6 +81,13 @@ def fill_credentials(args, controller_env, task_env, options, connection=False):
         for option in chosen:
             args[option] = env[option]
             used.append(dict(CONNECTION_CREDENTIALS)[option])
+    elif connection and not (given('token', 'NEXUS_TOKEN') or given('api_key', 'NEXUS_API_KEY')):
+        # Half a login on the task (say username, with the password in the AWX credential): the
+        # controller completes the pair, as the module completes it from the host's environment.
+        for option, variable in CONNECTION_CREDENTIALS[2:]:
+            if not given(option, variable) and _set(controller_env.get(variable)):
+                args[option] = controller_env[variable]
+                used.append(variable)
     return args, used
 
 

@@ -48,6 +48,12 @@ def test_one_connection_credential_is_chosen(env_names, expected):
     assert args == expected
 
 
+def test_half_a_login_on_the_task_is_completed_from_the_controller():
+    args, used = fill_credentials({'username': 'me'}, CONTROLLER, {}, EXPORT, connection=True)
+    assert args['username'] == 'me' and args['password'] == 'pw' and 'token' not in args and 'api_key' not in args
+    assert 'NEXUS_USERNAME' not in used
+
+
 @pytest.mark.parametrize('task_args, task_env', [
     ({'token': 'mine'}, {}), ({'api_key': 'mine'}, {}), ({'username': 'me', 'password': 'mine'}, {}),
     ({}, {'NEXUS_API_KEY': 'host-side'}), ({}, {'NEXUS_USERNAME': 'me', 'NEXUS_PASSWORD': 'x'}),
