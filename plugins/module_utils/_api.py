@@ -546,6 +546,17 @@ class NexusClient(object):
         body = {'value': value, 'metadata': metadata or {}}
         return self.request('PUT', secret_endpoint(path), body=body, retry=False)
 
+    # -- audit ---------------------------------------------------------------------------------
+    def list_audit(self, action=None):
+        """The audit log's entries (admin only). ``action`` narrows the listing where the server
+        supports it; callers filter again themselves."""
+        params = {'action': action} if action else None
+        answer = self.request('GET', API + '/audit', params=params)
+        logs = answer.get('logs') if isinstance(answer, dict) else None
+        if not isinstance(logs, list):
+            raise NexusApiError('audit answer holds no "logs" list', 200, 'GET', API + '/audit')
+        return logs
+
     def close(self):
         idle, self._idle = self._idle, []
         for conn in idle:

@@ -95,10 +95,27 @@ def _sort_key(entry):
     return entry['time'] or entry['mtime']
 
 
+def parse_before(text):
+    """``text`` (ISO 8601 date or date and time; local time unless it names an offset) as the local,
+    naive ``datetime`` the backup times are compared with; InfoError when it is not such a time."""
+    try:
+        when = datetime.datetime.fromisoformat(text.strip().replace('Z', '+00:00'))
+    except ValueError:
+        raise InfoError('before must be an ISO 8601 time such as 2025-12-04T00:15:00 (got %r)' % text)
+    if when.tzinfo is not None:
+        when = when.astimezone().replace(tzinfo=None)
+    return when
+
+
 def inventory(path, pattern=DEFAULT_PATTERN, backup_password=None, key_password=None, check=False,
-              tmp_dir=None):
-    """``(backups newest first, latest)``; ``latest`` is the newest valid one when checking, else the newest."""
+              tmp_dir=None, before=None):
+    """``(backups newest first, latest)``; ``latest`` is the newest valid one when checking, else the newest.
+
+    ``before`` (a naive local ``datetime``) keeps only the backups taken at or before it.
+    """
     backups = sorted((describe(p) for p in find_backups(path, pattern)), key=_sort_key, reverse=True)
+    if before is not None:
+        backups = [entry for entry in backups if _sort_key(entry) <= before.isoformat()]
     if check:
         for entry in backups:
             entry.update(verify(entry['path'], backup_password, key_password, tmp_dir))

@@ -3,29 +3,38 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Restore a NEXUS backup into a data directory: prove everything first, then swap (``_swap``).
 
-Flow: finish or undo an interrupted earlier restore (journal) → stage and validate the backup in a
-private dir on the data dir's filesystem (``_verify``) → if the data dir already holds exactly the
-backup's files, stop (idempotent) → otherwise swap with rollback. A missing data dir is created
-0700 (disaster recovery onto a fresh host); a missing parent of it is an error.
+Flow: take the restore lock (a private file in the root-only state dir beside the data dir) →
+finish or undo an interrupted earlier restore (journal) → refuse links among the live files →
+stage and validate the backup in a private dir on the data dir's filesystem (``_verify``), reached
+through its directory fd → if the data dir already holds exactly the backup's files, stop
+(idempotent) → otherwise swap with rollback. A missing data dir is created 0700 (disaster recovery
+onto a fresh host); a missing parent of it is an error.
+
+Nothing under the data dir (which the NEXUS service account writes) is reached through a link:
+see ``_swap`` and docs/security.md.
 Private to this collection.
 """
 
 from __future__ import annotations
 
+import binascii
 import datetime
 import errno
-import fcntl
 import grp
 import os
 import pwd
 import stat
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _swap, _verify
-from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import fsync_path, make_private_dir, remove_tree
+from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import (
+    UnsafePath, check_private, fd_path, fsync_path, lstat_at, open_file_at, remove_tree_at,
+    sha256_fd,
+)
 
-STAGING_PREFIX = '.nexus-restore-'
-JOURNAL_TEMP_PREFIX = '.' + _swap.JOURNAL_NAME + '.'
-PRE_RESTORE_PREFIX = 'pre-restore-'
+STAGING_PREFIX = _swap.STAGING_PREFIX
+# Journal temp files of versions up to 0.2 (they wrote the journal into the data dir).
+JOURNAL_TEMP_PREFIX = '.' + _swap.LEGACY_JOURNAL_NAME + '.'
+PRE_RESTORE_PREFIX = _swap.PRE_RESTORE_PREFIX
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 NO_OWNER = (-1, -1)
@@ -62,52 +71,107 @@ def pre_restore_dir(data_dir, now=None):
     return candidate
 
 
+def _entry_facts(dir_fd, name, shown):
+    """``{'size', 'sha256'}`` of a regular file, read through an O_NOFOLLOW fd; ``{'kind'}`` for anything else."""
+    st = lstat_at(dir_fd, name)
+    if st is None:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return {'kind': 'symbolic link, not followed'}
+    if not stat.S_ISREG(st.st_mode):
+        return {'kind': 'not a regular file, not read'}
+    if st.st_nlink != 1:
+        return {'kind': 'hard-linked file, not read'}
+    try:
+        fd, st = open_file_at(dir_fd, name, shown)
+    except UnsafePath:
+        return {'kind': 'symbolic link, not followed'}
+    try:
+        return {'size': st.st_size, 'sha256': sha256_fd(fd)}
+    finally:
+        os.close(fd)
+
+
 def live_facts(layout):
-    """``{name: {'size', 'sha256'}}`` of the live database, its stale companions and key files."""
+    """``{name: {'size', 'sha256'}}`` of the live database, its stale companions and key files.
+
+    Links are reported as such (``{'kind'}``), never followed: the data dir is the service account's.
+    """
     facts = {}
-    for name, path in [(_swap.DB_NAME, layout.db_path)] + layout.stale_paths():
-        if os.path.isfile(path):
-            facts[name] = _verify.file_facts(path)
-    for name in _verify.keyring_files(layout.keys_dir):
-        facts[_swap.KEYS_NAME + '/' + name] = _verify.file_facts(os.path.join(layout.keys_dir, name))
+    try:
+        with _swap.opened_dir(layout, os.path.dirname(layout.db_path)) as dfd:
+            for name, path in [(_swap.DB_NAME, layout.db_path)] + layout.stale_paths():
+                found = _entry_facts(dfd, os.path.basename(path), path)
+                if found:
+                    facts[name] = found
+    except FileNotFoundError:
+        pass
+    try:
+        with _swap.opened_dir(layout, layout.keys_dir) as kfd:
+            for name in sorted(os.listdir(kfd)):
+                found = _entry_facts(kfd, name, os.path.join(layout.keys_dir, name))
+                if found:
+                    facts[_swap.KEYS_NAME + '/' + name] = found
+    except FileNotFoundError:
+        pass
     return facts
 
 
 def facts_text(facts):
-    return ''.join('%s size=%d sha256=%s\n' % (name, facts[name]['size'], facts[name]['sha256'])
-                   for name in sorted(facts))
+    lines = []
+    for name in sorted(facts):
+        if 'kind' in facts[name]:
+            lines.append('%s (%s)\n' % (name, facts[name]['kind']))
+        else:
+            lines.append('%s size=%d sha256=%s\n' % (name, facts[name]['size'], facts[name]['sha256']))
+    return ''.join(lines)
 
 
-def _matches(live_path, staged_path, mode, owner_ids):
-    """Same type, mode, wanted owner and (for files) the same bytes: size first, hashes only then."""
-    try:
-        st = os.lstat(live_path)
-    except OSError:
-        return False
+def _owner_mode_ok(st, mode, owner_ids):
     if stat.S_IMODE(st.st_mode) != mode:
         return False
     if owner_ids[0] != -1 and st.st_uid != owner_ids[0]:
         return False
-    if owner_ids[1] != -1 and st.st_gid != owner_ids[1]:
+    return owner_ids[1] == -1 or st.st_gid == owner_ids[1]
+
+
+def _matches(layout, live_path, staged_path, mode, owner_ids):
+    """Same type, mode, wanted owner and (for files) the same bytes: size first, hashes only then.
+
+    The live side is reached without links (a link never matches).
+    """
+    try:
+        with _swap.opened_dir(layout, os.path.dirname(live_path)) as dfd:
+            name = os.path.basename(live_path)
+            if staged_path is None:
+                st = lstat_at(dfd, name)
+                return st is not None and stat.S_ISDIR(st.st_mode) and _owner_mode_ok(st, mode, owner_ids)
+            fd, st = open_file_at(dfd, name, live_path)
+            try:
+                return (_owner_mode_ok(st, mode, owner_ids) and st.st_size == os.path.getsize(staged_path)
+                        and sha256_fd(fd) == _verify.sha256_file(staged_path))
+            finally:
+                os.close(fd)
+    except (UnsafePath, OSError):
         return False
-    if staged_path is None:
-        return stat.S_ISDIR(st.st_mode)
-    return (stat.S_ISREG(st.st_mode) and st.st_size == os.path.getsize(staged_path)
-            and _verify.sha256_file(live_path) == _verify.sha256_file(staged_path))
 
 
 def in_place(layout, staged, owner_ids=NO_OWNER):
     """True when the data dir already holds exactly the staged files (and no stale WAL)."""
-    if any(os.path.lexists(path) for _name, path in layout.stale_paths()):
+    try:
+        if any(_swap.lexists(layout, path) for _name, path in layout.stale_paths()):
+            return False
+        if not _matches(layout, layout.db_path, staged.db_path, FILE_MODE, owner_ids):
+            return False
+        if not _matches(layout, layout.keys_dir, None, DIR_MODE, owner_ids):
+            return False
+        with _swap.opened_dir(layout, layout.keys_dir) as kfd:
+            if sorted(os.listdir(kfd)) != sorted(os.listdir(staged.keys_dir)):
+                return False
+    except (UnsafePath, OSError):
         return False
-    if not _matches(layout.db_path, staged.db_path, FILE_MODE, owner_ids):
-        return False
-    if not _matches(layout.keys_dir, None, DIR_MODE, owner_ids):
-        return False
-    if sorted(os.listdir(layout.keys_dir)) != sorted(os.listdir(staged.keys_dir)):
-        return False
-    return all(_matches(os.path.join(layout.keys_dir, name), os.path.join(staged.keys_dir, name), FILE_MODE,
-                        owner_ids)
+    return all(_matches(layout, os.path.join(layout.keys_dir, name), os.path.join(staged.keys_dir, name),
+                        FILE_MODE, owner_ids)
                for name in staged.key_names())
 
 
@@ -124,8 +188,8 @@ def prepare_staged(staged, owner_ids):
     fsync_path(staged.root)
 
 
-def _existing_ancestor(path):
-    while not os.path.isdir(path):
+def _existing_ancestor(layout, path):
+    while not _swap.is_dir(layout, path):
         path = os.path.dirname(path)
     return path
 
@@ -133,54 +197,90 @@ def _existing_ancestor(path):
 def _check_same_filesystem(layout, staging_parent):
     dev = os.stat(staging_parent).st_dev
     for what, path in (('db_path', layout.db_path), ('keys_dir', layout.keys_dir)):
-        if os.stat(_existing_ancestor(os.path.dirname(path))).st_dev != dev:
-            raise RestoreFailed('%s (%s) is not on the same filesystem as data_dir (%s): the restore swaps '
-                                'files by rename and cannot be atomic across filesystems'
-                                % (what, path, layout.data_dir))
+        with _swap.opened_dir(layout, _existing_ancestor(layout, os.path.dirname(path))) as fd:
+            if os.fstat(fd).st_dev != dev:
+                raise RestoreFailed('%s (%s) is not on the same filesystem as data_dir (%s): the restore swaps '
+                                    'files by rename and cannot be atomic across filesystems'
+                                    % (what, path, layout.data_dir))
 
 
-def _lock(path):
-    """An exclusive, non-blocking lock on a directory: one restore at a time under it."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except (IOError, OSError):
-        os.close(fd)
-        raise RestoreFailed('another restore is running in %s' % path)
-    return fd
+def remove_leftovers(layout, directories):
+    """Remove what crashed runs left: the staging dirs they recorded, and old journal temp files (under the lock).
 
-
-def remove_leftovers(directory):
-    """Remove staging dirs and journal temp files of crashed runs (ours by name; only under the lock)."""
+    A staging dir is removed only when the state dir names it and it is still a directory owned by
+    this user; nothing is taken for a leftover by its name alone (the service account names the
+    entries of its data dir). Journal temp files of versions up to 0.2 are removed when ours.
+    """
     removed = []
-    for name in os.listdir(directory):
-        path = os.path.join(directory, name)
-        if os.path.islink(path):
+    for path in _swap.recorded_staging(layout):
+        try:
+            with _swap.opened_dir(layout, os.path.dirname(path)) as pfd:
+                st = lstat_at(pfd, os.path.basename(path))
+                if st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+                    remove_tree_at(pfd, os.path.basename(path), path)
+                    os.fsync(pfd)
+                    removed.append(path)
+        except FileNotFoundError:
+            pass
+    _swap.record_staging(layout, [])
+    for directory in directories:
+        try:
+            dfd = layout.open_dir(directory)
+        except FileNotFoundError:
             continue
-        if name.startswith(STAGING_PREFIX) and os.path.isdir(path):
-            remove_tree(path)
-            removed.append(path)
-        elif name.startswith(JOURNAL_TEMP_PREFIX) and name.endswith('.tmp') and os.path.isfile(path):
-            os.unlink(path)
-            removed.append(path)
+        try:
+            for name in sorted(os.listdir(dfd)):
+                if not (name.startswith(JOURNAL_TEMP_PREFIX) and name.endswith('.tmp')):
+                    continue
+                st = lstat_at(dfd, name)
+                if st is not None and st.st_uid == os.geteuid() and stat.S_ISREG(st.st_mode):
+                    os.unlink(name, dir_fd=dfd)
+                    removed.append(os.path.join(directory, name))
+        finally:
+            os.close(dfd)
     return removed
 
 
-def _kind(path):
-    """'dir', 'other' or None (missing); RestoreFailed when it cannot even be looked at."""
+def _make_staging(layout, staging_parent, record):
+    """Create a private staging dir in ``staging_parent``; with ``record``, name it in the state dir first."""
+    name = STAGING_PREFIX + binascii.hexlify(os.urandom(6)).decode('ascii')
+    path = os.path.join(staging_parent, name)
+    if record:
+        _swap.record_staging(layout, [path])
+    with _swap.opened_dir(layout, staging_parent) as pfd:
+        os.mkdir(name, 0o700, dir_fd=pfd)
+    return path
+
+
+def _remove_journal_temp(layout, state_fd):
     try:
-        st = os.stat(path)
+        os.unlink(layout.journal_name + '.tmp', dir_fd=state_fd)
+    except FileNotFoundError:
+        pass
+
+
+def _kind(path, follow=True):
+    """'dir', 'link', 'other' or None (missing); RestoreFailed when it cannot even be looked at."""
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             return None
         raise RestoreFailed('cannot access %s: %s' % (path, exc.strerror or exc))
+    if stat.S_ISLNK(st.st_mode):
+        return 'link'
     return 'dir' if stat.S_ISDIR(st.st_mode) else 'other'
 
 
 def _staging_parent(layout):
-    kind = _kind(layout.data_dir)
+    if layout.data_dir == layout.parent:
+        raise RestoreFailed('data_dir must not be the root directory')
+    kind = _kind(layout.data_dir, follow=False)
     if kind == 'dir':
         return layout.data_dir
+    if kind == 'link':
+        raise RestoreFailed('data_dir %s is a symbolic link: give the directory itself (nothing under the data '
+                            'directory is reached through a link); nothing was changed' % layout.data_dir)
     if kind == 'other':
         raise RestoreFailed('data_dir %s exists but is not a directory' % layout.data_dir)
     parent = os.path.dirname(layout.data_dir)
@@ -190,40 +290,98 @@ def _staging_parent(layout):
     return parent
 
 
+def _take_lock(layout, check_mode):
+    """``(state dir fd, lock fd)``; both None in check mode when no restore ever ran here."""
+    try:
+        state_fd = _swap.open_state_dir(layout, create=not check_mode)
+    except UnsafePath as exc:
+        raise RestoreFailed('%s; nothing was changed' % exc)
+    except OSError as exc:
+        raise RestoreFailed('cannot create the restore state directory %s: %s; nothing was changed'
+                            % (layout.state_dir, exc.strerror or exc))
+    if state_fd is None:
+        return None, None
+    try:
+        return state_fd, _swap.lock(layout, state_fd, create=not check_mode)
+    except (UnsafePath, _swap.SwapError) as exc:
+        os.close(state_fd)
+        raise RestoreFailed('%s; nothing was changed' % exc)
+    except OSError as exc:
+        os.close(state_fd)
+        raise RestoreFailed('cannot take the restore lock in %s: %s; nothing was changed'
+                            % (layout.state_dir, exc.strerror or exc))
+
+
+def _open_staging(layout, staging):
+    """fd of the staging dir just made, checked to be ours; a path reaching it through that fd."""
+    try:
+        fd = layout.open_dir(staging)
+        check_private(fd, staging, 'the staging directory')
+    except (UnsafePath, OSError) as exc:
+        raise RestoreFailed('the staging directory %s changed under this run (%s); nothing was changed'
+                            % (staging, exc))
+    return fd, fd_path(fd) or staging
+
+
+def _remove_staging(layout, staging, staging_fd):
+    """Empty the staging dir through its fd, then remove its name if that is still the same directory."""
+    for name in os.listdir(staging_fd):
+        remove_tree_at(staging_fd, name, os.path.join(staging, name))
+    try:
+        with _swap.opened_dir(layout, os.path.dirname(staging)) as pfd:
+            st = lstat_at(pfd, os.path.basename(staging))
+            if st is not None and os.path.samestat(st, os.fstat(staging_fd)):
+                os.rmdir(os.path.basename(staging), dir_fd=pfd)
+    except (UnsafePath, OSError):
+        pass
+
+
 def restore(src, backup_password, layout, key_password=None, keep_pre_restore=True, owner_ids=NO_OWNER,
             check_mode=False, want_diff=False, now=None, max_total_bytes=None):
     """Run the whole restore; return the result dict or raise RestoreFailed/_swap.RollbackFailed."""
     staging_parent = _staging_parent(layout)
     result = {'changed': False, 'recovered': None, 'pre_restore_path': None, 'removed': [], 'warnings': []}
-    # The parent, not the data dir: a data dir that a run is about to create cannot be locked yet.
-    lock_fd = _lock(os.path.dirname(layout.data_dir))
+    # One restore at a time per parent of data_dir: the lock lives in the root-only state dir there,
+    # so a data dir that a run is about to create is covered too.
+    state_fd, lock_fd = _take_lock(layout, check_mode)
     try:
-        if check_mode:
-            if os.path.lexists(layout.journal_path):
-                result['warnings'].append('an interrupted restore was found (%s); a real run finishes or undoes '
-                                          'it first' % layout.journal_path)
-        else:
-            try:
+        try:
+            if check_mode:
+                _swap.check_legacy_journal(layout)
+                if _swap.journal_exists(layout):
+                    result['warnings'].append('an interrupted restore was found (%s); a real run finishes or '
+                                              'undoes it first' % layout.journal_path)
+            else:
                 result['recovered'] = _swap.recover(layout)
-            except _swap.SwapError as exc:
-                raise RestoreFailed(str(exc))
+        except (_swap.SwapError, UnsafePath) as exc:
+            raise RestoreFailed(str(exc))
+        if not check_mode:
             if result['recovered']:
                 result['warnings'].append('an interrupted earlier restore was found and %s first'
                                           % result['recovered'].replace('_', ' '))
                 # Rolling back removes a data dir the interrupted run had created: stage beside it again.
                 staging_parent = _staging_parent(layout)
-            # A crashed run staged in the data dir, or in its parent if the data dir did not exist yet.
-            for directory in sorted(set([staging_parent, os.path.dirname(layout.data_dir)])):
-                remove_leftovers(directory)
-        _check_same_filesystem(layout, staging_parent)
+            try:
+                # A crashed run staged in the data dir, or in its parent if the data dir did not exist yet.
+                remove_leftovers(layout, sorted(set([staging_parent, layout.parent])))
+                _remove_journal_temp(layout, state_fd)
+            except (UnsafePath, OSError, _swap.SwapError) as exc:
+                raise RestoreFailed('cannot remove what a crashed restore left behind: %s' % exc)
         try:
-            staging = make_private_dir(staging_parent, STAGING_PREFIX)
-        except OSError as exc:
+            _swap.check_live(layout)
+            _check_same_filesystem(layout, staging_parent)
+        except UnsafePath as exc:
+            raise RestoreFailed('%s; nothing was changed' % exc)
+        try:
+            staging = _make_staging(layout, staging_parent, record=state_fd is not None and not check_mode)
+        except (OSError, UnsafePath) as exc:
             raise RestoreFailed('cannot create a private staging directory in %s: %s'
-                                % (staging_parent, exc.strerror or exc))
+                                % (staging_parent, getattr(exc, 'strerror', None) or exc))
+        staging_fd, work = None, staging
         keep_staging = False
         try:
-            out = _stage_and_swap(src, backup_password, layout, staging, key_password, keep_pre_restore,
+            staging_fd, work = _open_staging(layout, staging)
+            out = _stage_and_swap(src, backup_password, layout, staging, work, key_password, keep_pre_restore,
                                   owner_ids, check_mode, want_diff, now, max_total_bytes)
             result['warnings'].extend(out.pop('warnings', []))
             result.update(out)
@@ -231,39 +389,66 @@ def restore(src, backup_password, layout, key_password=None, keep_pre_restore=Tr
             keep_staging = True  # the journal still needs the staged files to finish the rollback
             raise
         finally:
-            if not keep_staging:
-                remove_tree(staging)
+            if staging_fd is not None:
+                if not keep_staging:
+                    _remove_staging(layout, staging, staging_fd)
+                os.close(staging_fd)
+            elif not keep_staging:
+                _remove_staging_by_name(layout, staging)
+            if not keep_staging and not check_mode:
+                try:
+                    _swap.record_staging(layout, [])
+                except (OSError, UnsafePath):
+                    pass  # a record of a staging dir that is gone: the next run forgets it
     finally:
-        os.close(lock_fd)
+        for fd in (lock_fd, state_fd):
+            if fd is not None:
+                os.close(fd)
     return result
 
 
-def _stage_and_swap(src, backup_password, layout, staging, key_password, keep_pre_restore, owner_ids,
+def _remove_staging_by_name(layout, staging):
+    try:
+        with _swap.opened_dir(layout, os.path.dirname(staging)) as pfd:
+            st = lstat_at(pfd, os.path.basename(staging))
+            if st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+                remove_tree_at(pfd, os.path.basename(staging), staging)
+    except (UnsafePath, OSError):
+        pass
+
+
+def _stage_and_swap(src, backup_password, layout, staging, work, key_password, keep_pre_restore, owner_ids,
                     check_mode, want_diff, now, max_total_bytes):
+    """Stage into ``work`` (the staging dir, reached through its fd), then swap; ``staging`` is its name."""
     try:
         if os.path.isdir(src):
-            staged = _verify.stage_working_dir(src, staging, key_password=key_password)
+            staged = _verify.stage_working_dir(src, work, key_password=key_password)
         else:
-            staged = _verify.stage_backup(src, backup_password, staging, key_password=key_password,
+            staged = _verify.stage_backup(src, backup_password, work, key_password=key_password,
                                           max_total_bytes=max_total_bytes)
         prepare_staged(staged, owner_ids)
     except _verify.BackupInvalid as exc:
         raise RestoreFailed('%s; nothing was changed' % exc)
     except (IOError, OSError) as exc:
-        raise RestoreFailed('cannot stage the backup in %s: %s; nothing was changed' % (staging, exc))
+        raise RestoreFailed('cannot stage the backup in %s: %s; nothing was changed'
+                            % (staging, str(exc).replace(work, staging)))
     out = {
         'members': staged.members,
         'secrets': staged.secrets,
         'integrity': staged.integrity,
         'keyring_verified': staged.keyring_verified,
     }
-    if want_diff:
-        out['diff'] = {'before_header': layout.data_dir, 'before': facts_text(live_facts(layout)),
-                       'after_header': src, 'after': facts_text(staged.facts())}
-    if os.path.isdir(layout.data_dir) and in_place(layout, staged, owner_ids):
-        out['changed'] = False
-        return out
-    journal = _swap.plan(layout, staged.root, staging, pre_restore_dir(layout.data_dir, now), keep_pre_restore)
+    try:
+        if want_diff:
+            out['diff'] = {'before_header': layout.data_dir, 'before': facts_text(live_facts(layout)),
+                           'after_header': src, 'after': facts_text(staged.facts())}
+        if os.path.isdir(layout.data_dir) and in_place(layout, staged, owner_ids):
+            out['changed'] = False
+            return out
+        journal = _swap.plan(layout, os.path.join(staging, _swap.TREE_NAME), staging,
+                             pre_restore_dir(layout.data_dir, now), keep_pre_restore)
+    except UnsafePath as exc:
+        raise RestoreFailed('%s; nothing was changed' % exc)
     out['changed'] = True
     out['removed'] = [item['name'] for item in journal['items'] if item['existed'] and not item['staged']]
     if check_mode:

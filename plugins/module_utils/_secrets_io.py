@@ -221,3 +221,35 @@ def path_diff(before, after):
     removed = sorted(p for p in old if p not in new and isinstance(p, str))
     changed = sorted(p for p in new if p in old and old[p] != new[p])
     return added, removed, changed
+
+
+def overwrite_and_remove(path):
+    """Overwrite the file at ``path`` with zeros, flush it to disk, then unlink it.
+
+    The guide asks for export files to be deleted right after an import; overwriting first keeps the
+    plaintext out of the freed blocks on filesystems that write in place (not on copy-on-write or
+    log-structured ones, nor in their snapshots). The file is opened without following a link and
+    unlinked only if the name still refers to the file that was overwritten.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), dir_fd=dir_fd)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(0, 'not a regular file', path)
+            zeros = b'\0' * (1024 * 1024)
+            left = st.st_size
+            while left > 0:
+                left -= os.write(fd, zeros[:min(left, len(zeros))])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            raise OSError(0, 'the file was replaced while it was overwritten; left in place', path)
+        os.unlink(name, dir_fd=dir_fd)
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

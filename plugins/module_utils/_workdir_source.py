@@ -12,10 +12,14 @@ Private to this collection.
 
 from __future__ import annotations
 
+import errno
 import os
-import shutil
 import sqlite3
 import stat
+
+from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import (
+    DIR_FLAGS, O_CLOEXEC, O_NOFOLLOW, UnsafePath, open_dir_at, open_file_at,
+)
 
 DB_NAME = 'nexus.db'
 KEYS_NAME = 'data/keys'
@@ -28,17 +32,38 @@ class SourceError(Exception):
     """A user-facing reason why the directory cannot be used as a restore source."""
 
 
-def _copy_private(src, dst, name):
+def _copy_private(dir_fd, name, dst, shown, member):
+    """Copy the regular file ``name`` inside ``dir_fd`` to a new 0600 ``dst``.
+
+    The source may live in a directory the service account writes (a pre-restore copy in the data
+    dir): it is opened with O_NOFOLLOW relative to its directory's fd, and the fd that is read is
+    the one ``fstat`` proved to be a regular file, so no link swapped in at any moment is followed.
+    """
     try:
-        st = os.lstat(src)
+        src_fd, st = open_file_at(dir_fd, name, shown)
+    except UnsafePath as exc:
+        raise SourceError(str(exc))
     except OSError as exc:
-        raise SourceError('cannot read %s: %s' % (src, exc.strerror or exc))
-    if not stat.S_ISREG(st.st_mode):
-        raise SourceError('%s is not a regular file' % src)
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, 'wb') as out, open(src, 'rb') as fh:
-        shutil.copyfileobj(fh, out, COPY_CHUNK)
-    return {'name': name, 'size': st.st_size, 'type': 'file', 'mode': '%04o' % stat.S_IMODE(st.st_mode)}
+        raise SourceError('cannot read %s: %s' % (shown, exc.strerror or exc))
+    try:
+        out_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        with os.fdopen(out_fd, 'wb') as out:
+            while True:
+                chunk = os.read(src_fd, COPY_CHUNK)
+                if not chunk:
+                    break
+                out.write(chunk)
+    finally:
+        os.close(src_fd)
+    return {'name': member, 'size': st.st_size, 'type': 'file', 'mode': '%04o' % stat.S_IMODE(st.st_mode)}
+
+
+def _lexists_at(dir_fd, name):
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except OSError:
+        return False
 
 
 def fold_wal(db_path):
@@ -61,23 +86,59 @@ def fold_wal(db_path):
             os.unlink(path)
 
 
+def _open_subdir(dir_fd, name, shown):
+    """fd of a subdirectory, or None when missing; SourceError for a link or a non-directory."""
+    try:
+        return open_dir_at(dir_fd, name, shown)
+    except FileNotFoundError:
+        return None
+    except UnsafePath as exc:
+        raise SourceError(str(exc))
+
+
 def copy_working_dir(src_dir, tree):
-    """Copy ``nexus.db`` (with its WAL folded in) and ``data/keys`` of ``src_dir`` into ``tree``."""
-    db = os.path.join(src_dir, DB_NAME)
-    if not os.path.lexists(db):
+    """Copy ``nexus.db`` (with its WAL folded in) and ``data/keys`` of ``src_dir`` into ``tree``.
+
+    ``src_dir`` itself must not be a link; below it nothing is followed (``_copy_private``).
+    """
+    try:
+        src_fd = os.open(src_dir, DIR_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise SourceError('%s is a symbolic link or not a directory; give the directory itself' % src_dir)
+        raise SourceError('cannot read %s: %s' % (src_dir, exc.strerror or exc))
+    try:
+        return _copy_tree(src_fd, src_dir, tree)
+    finally:
+        os.close(src_fd)
+
+
+def _copy_tree(src_fd, src_dir, tree):
+    if not _lexists_at(src_fd, DB_NAME):
         raise SourceError('the directory %s holds no nexus.db: nothing to restore' % src_dir)
-    members = [_copy_private(db, os.path.join(tree, DB_NAME), DB_NAME)]
+    db = os.path.join(src_dir, DB_NAME)
+    members = [_copy_private(src_fd, DB_NAME, os.path.join(tree, DB_NAME), db, DB_NAME)]
     for suffix in DB_COMPANIONS:
-        if os.path.lexists(db + suffix):
-            _copy_private(db + suffix, os.path.join(tree, DB_NAME + suffix), DB_NAME + suffix)
-    keys = os.path.join(src_dir, 'data', 'keys')
-    if os.path.isdir(keys) and not os.path.islink(keys):
-        os.mkdir(os.path.join(tree, 'data'), 0o700)
-        os.mkdir(os.path.join(tree, 'data', 'keys'), 0o700)
-        members.append({'name': KEYS_NAME, 'size': 0, 'type': 'dir',
-                        'mode': '%04o' % stat.S_IMODE(os.stat(keys).st_mode)})
-        for name in sorted(os.listdir(keys)):
-            members.append(_copy_private(os.path.join(keys, name), os.path.join(tree, 'data', 'keys', name),
-                                         KEYS_NAME + '/' + name))
+        if _lexists_at(src_fd, DB_NAME + suffix):
+            _copy_private(src_fd, DB_NAME + suffix, os.path.join(tree, DB_NAME + suffix), db + suffix,
+                          DB_NAME + suffix)
+    data_fd = _open_subdir(src_fd, 'data', os.path.join(src_dir, 'data'))
+    keys_fd = None
+    try:
+        if data_fd is not None:
+            keys_fd = _open_subdir(data_fd, 'keys', os.path.join(src_dir, 'data', 'keys'))
+        if keys_fd is not None:
+            keys = os.path.join(src_dir, 'data', 'keys')
+            os.mkdir(os.path.join(tree, 'data'), 0o700)
+            os.mkdir(os.path.join(tree, 'data', 'keys'), 0o700)
+            members.append({'name': KEYS_NAME, 'size': 0, 'type': 'dir',
+                            'mode': '%04o' % stat.S_IMODE(os.fstat(keys_fd).st_mode)})
+            for name in sorted(os.listdir(keys_fd)):
+                members.append(_copy_private(keys_fd, name, os.path.join(tree, 'data', 'keys', name),
+                                             os.path.join(keys, name), KEYS_NAME + '/' + name))
+    finally:
+        for fd in (keys_fd, data_fd):
+            if fd is not None:
+                os.close(fd)
     fold_wal(os.path.join(tree, DB_NAME))
     return members

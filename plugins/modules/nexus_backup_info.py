@@ -62,6 +62,15 @@ options:
       - Whether to verify the backups. Defaults to V(true) when O(backup_password) is known, V(false)
         otherwise; V(true) without a password is an error.
     type: bool
+  before:
+    description:
+      - List (and verify) only the backups taken at or before this time, so that RV(latest) is the
+        newest valid backup from before an incident.
+      - An ISO 8601 date, or date and time (C(2025-12-04T00:15:00)), in the host's local time like
+        the times in the backup names, unless it names an offset (C(Z), C(+02:00)).
+      - A backup's time is the one in its name, else its modification time.
+    type: str
+    version_added: 0.3.0
   tmp_dir:
     description:
       - Where the private staging directory is made while verifying; it needs room for the
@@ -179,6 +188,7 @@ def argument_spec():
                           fallback=(nonempty_env_fallback, ['NEXUS_KEY_PASSWORD'])),
         verify=dict(type='bool'),
         tmp_dir=dict(type='path'),
+        before=dict(type='str'),
     )
 
 
@@ -195,8 +205,10 @@ def main():
         if missing:
             module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
     try:
+        before = _backup_info.parse_before(params['before']) if params['before'] else None
         backups, latest = _backup_info.inventory(params['path'], params['pattern'], params['backup_password'],
-                                                 params['key_password'] or None, check, params['tmp_dir'])
+                                                 params['key_password'] or None, check, params['tmp_dir'],
+                                                 before=before)
     except _backup_info.InfoError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, backups=backups, latest=latest, verified=check)

@@ -27,6 +27,7 @@ requirements:
   - cryptography >= 44, or cryptography with argon2-cffi (only with O(export_password))
 extends_documentation_fragment:
   - nexus.secrets.connection
+  - nexus.secrets.password_policy
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -105,6 +106,13 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+password_findings:
+  description: What O(export_password) lacks under the password policy (never the password itself); empty when it
+    complies or no password is set.
+  returned: always
+  type: list
+  elements: str
+  sample: ['shorter than 16 characters', 'no symbol']
 path:
   description: The absolute path of the export file.
   returned: always
@@ -157,6 +165,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
 from ansible_collections.nexus.secrets.plugins.module_utils._crypto import require_crypto
 from ansible_collections.nexus.secrets.plugins.module_utils._export import listed_paths, read_secrets
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import atomic_write
+from ansible_collections.nexus.secrets.plugins.module_utils._password_policy import POLICIES, apply_policy
 from ansible_collections.nexus.secrets.plugins.module_utils._secrets_io import (
     ExportFileError,
     build_export,
@@ -195,6 +204,7 @@ def main():
             prefix=dict(type='str', default=''),
             workers=dict(type='int', default=8),
             export_password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_EXPORT_PASSWORD'])),
+            password_policy=dict(type='str', choices=list(POLICIES), default='warn', no_log=False),
             mode=dict(type='raw', default='0600'),
             owner=dict(type='str'),
             group=dict(type='str'),
@@ -209,6 +219,7 @@ def main():
     if params['workers'] < 1:
         module.fail_json(msg='workers must be 1 or more (got %d)' % params['workers'])
     require_crypto(module, needed=bool(password))
+    findings = apply_policy(module, 'export_password', password, params['password_policy'])
     if os.path.isdir(dest):
         module.fail_json(msg='dest %s is a directory; give a file name' % dest)
     if not os.path.isdir(os.path.dirname(dest)):
@@ -231,7 +242,7 @@ def main():
     existing, existing_sha = read_existing(dest, password)
     same = existing is not None and same_content(document, existing)
     result = dict(changed=not same, path=dest, count=len(secrets), unreadable=unreadable,
-                  encrypted=bool(password), sha256=existing_sha if same else None)
+                  encrypted=bool(password), sha256=existing_sha if same else None, password_findings=findings)
     if module._diff:
         added, removed, changed = path_diff(existing, document)
         result['diff'] = dict(before=diff_text(existing),

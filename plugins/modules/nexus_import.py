@@ -76,6 +76,18 @@ options:
       - When V(false) the task succeeds and RV(failures) lists them.
     type: bool
     default: true
+  remove_src:
+    description:
+      - Remove O(src) after an import in which every secret of the file was created, updated, found
+        unchanged or skipped as existing (no failure, and O(prefix) left none of the file's secrets out),
+        as the nexusctl guide recommends for export files.
+      - The file is overwritten with zeros and flushed to disk before it is unlinked, so its plaintext
+        does not stay in freed blocks where the filesystem writes in place (copy-on-write and
+        log-structured filesystems, and their snapshots, may still hold old blocks).
+      - Otherwise O(src) is kept and RV(src_removed) says why not.
+    type: bool
+    default: false
+    version_added: 0.3.0
 notes:
   - The whole file is checked before the server is contacted (valid JSON, a C(secrets) list, each with a
     non-empty string C(path) and C(value), C(metadata) a map of strings, no path twice); an invalid file
@@ -116,6 +128,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+src_removed:
+  description: Whether O(src) was overwritten and removed (O(remove_src)); in check mode, whether it would be.
+  returned: always
+  type: bool
+  sample: true
 created:
   description: How many secrets were created (in check mode, would be).
   returned: always
@@ -182,6 +199,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils._import import (
 from ansible_collections.nexus.secrets.plugins.module_utils._secrets_io import (
     ExportFileError,
     decode_export,
+    overwrite_and_remove,
     read_export_file,
     summarize_problems,
     validate_export,
@@ -215,6 +233,7 @@ def main():
             prefix=dict(type='str', default=''),
             workers=dict(type='int', default=8),
             fail_on_error=dict(type='bool', default=True),
+            remove_src=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
         **CONNECTION_MODULE_KWARGS
@@ -224,8 +243,8 @@ def main():
     if params['workers'] < 1:
         module.fail_json(msg='workers must be 1 or more (got %d)' % params['workers'])
     require_crypto(module, needed=bool(params['export_password']))
-    secrets = [s for s in load_secrets(module, params['src'], params['export_password'] or None)
-               if s['path'].startswith(prefix)]
+    in_file = load_secrets(module, params['src'], params['export_password'] or None)
+    secrets = [s for s in in_file if s['path'].startswith(prefix)]
 
     client = client_from_module(module, pool_size=params['workers'])
     try:
@@ -255,6 +274,19 @@ def main():
     if aborted is not None:
         module.fail_json(msg=api_failure_msg('the import stopped after %d of %d secrets'
                                              % (len(results), len(secrets)), aborted, params), **result)
+    result['src_removed'] = False
+    if params['remove_src']:
+        if failed or len(secrets) != len(in_file):
+            module.warn('src %s was kept: %s' % (params['src'], 'some secrets failed' if failed else
+                                                 'prefix left some of its secrets out of the import'))
+        else:
+            if not module.check_mode:
+                try:
+                    overwrite_and_remove(params['src'])
+                except (IOError, OSError) as exc:
+                    module.fail_json(msg='the import succeeded but src %s could not be removed: %s'
+                                         % (params['src'], exc.strerror or exc), **result)
+            result['src_removed'] = result['changed'] = True
     if failed and params['fail_on_error']:
         module.fail_json(msg='%d of %d secrets could not be imported: %s' % (
             len(failed), len(secrets),

@@ -27,14 +27,26 @@ description:
     place. A stale WAL is therefore never replayed over the restored database (nexusctl's restore
     leaves it, and SQLite undoes the restore with it), and the restored keyring is exactly the
     backup's, without key files the backup does not have.
-  - Each step is announced in a journal (C(<data_dir>/.nexus-restore.journal)). If the swap fails it
+  - Each step is announced in a journal, kept where only the user running the module writes
+    (C(<parent of data_dir>/.nexus-secrets-restore/), mode C(0700)). If the swap fails it
     is rolled back at once; if the process dies, the next run of this module finds the journal and
     undoes an unfinished swap or finishes a committed one before doing anything else, so the data
     directory always ends up holding either the complete previous state or the complete backup.
+  - Nothing under the data directory, which the NEXUS service account writes, is reached through a
+    symbolic link. A link at C(data), C(data/keys), C(nexus.db) or its C(-wal)/C(-shm)/C(-journal), a
+    journal inside the data directory, or a state directory not private to the running user is
+    refused with its path, and nothing is changed; so is an O(data_dir) that is itself a link. See
+    C(docs/security.md).
   - Idempotent. When the data directory already holds exactly the backup's files (same SHA-256 for
     C(nexus.db) and each key file, modes C(0600)/C(0700), the requested owner and group) and no stale
     WAL, nothing is moved and the task reports no change.
-  - Refuses to run while a NEXUS server answers on O(health_url), unless O(force=true).
+  - Refuses to run, changing nothing, while a NEXUS server may be running over the data directory,
+    whatever port it serves, unless O(force=true). On Linux every process holding C(nexus.db), its
+    C(-wal), C(-shm) or C(-journal), or a key file open (C(/proc/PID/fd), compared by device and
+    inode), memory-mapped, or locked (C(/proc/locks) and C(F_GETLK), the locks every SQLite
+    connection holds; the files are only opened read-only) is named in the message with its pid
+    and command, a stopped (C(SIGSTOP)) server included. Any HTTP answer on O(health_url) also
+    counts as a running server.
 extends_documentation_fragment:
   - nexus.secrets.data_dir
   - nexus.secrets.backup_password
@@ -46,7 +58,8 @@ attributes:
       reports whether the restore would change the data directory.
   diff_mode:
     support: full
-    details: Lists the files before and after (name, size, SHA-256); never their contents.
+    details: Lists the files before and after (name, size, SHA-256); never their contents. Links are
+      listed as links, never followed.
   platform:
     platforms: posix
 options:
@@ -75,12 +88,18 @@ options:
     description:
       - The server's health URL. Any HTTP answer (even an error status) means a server is running and
         the restore is refused; only a refused connection counts as stopped.
+      - A second signal only. Processes holding the data directory's files are found whatever port
+        they serve (see the description).
     type: str
     default: http://127.0.0.1:9000/health
   force:
     description:
-      - Restore without probing O(health_url). Only for a server that is known to be stopped, or that
-        serves another data directory.
+      - Restore even though a process holds the data directory's files or O(health_url) answers.
+        Only for a server that is known to be stopped, or that serves another data directory.
+      - What was overridden is still looked for, reported as a warning and returned in
+        RV(overridden).
+      - A server that really runs over the data directory undoes the restore with its next WAL
+        checkpoint, or serves the old keys from memory.
     type: bool
     default: false
   pre_restore_backup:
@@ -111,8 +130,9 @@ notes:
     C(data/keys) from the pre-restore directory back, start NEXUS with the old key password. The
     pre-restore directory is itself a NEXUS working directory: a server started in it
     (C(-db <it>/nexus.db)) with the old key password serves the previous state."
-  - Only one restore runs at a time per parent directory of O(data_dir) (a lock on that directory, so
-    that a data directory being created is covered too).
+  - Only one restore runs at a time per parent directory of O(data_dir) (a private C(0600) lock file in
+    C(<parent of data_dir>/.nexus-secrets-restore/), so that a data directory being created is covered
+    too).
   - Prefer the password options (from Ansible Vault) over E(NEXUS_BACKUP_PASSWORD)/E(NEXUS_KEY_PASSWORD)
     set with the task's C(environment) keyword; Ansible shows such variables in the command it logs
     at C(-vvv).
@@ -208,6 +228,40 @@ recovered:
   returned: always
   type: str
   sample: null
+holders:
+  description:
+    - Processes found holding the data directory's files (also returned when the restore is refused).
+    - Empty when none was found.
+  returned: always
+  type: list
+  elements: dict
+  version_added: 0.3.0
+  contains:
+    pid:
+      description: The process id; null for a lock whose owner this host cannot name (another PID
+        namespace or host, or an open file description lock).
+      type: int
+    command:
+      description: Its command line (C([comm]) when it has none), at most 256 characters.
+      type: str
+    files:
+      description: Which files it holds (C(nexus.db), C(nexus.db-wal), C(keys/master.key), ...).
+      type: list
+      elements: str
+    signals:
+      description: How it holds them - C(open file), C(memory map), C(file lock).
+      type: list
+      elements: str
+  sample: [{pid: 4242, command: /usr/local/bin/nexus -addr :39123 -storage sqlite -db /var/lib/nexus/nexus.db,
+            files: [nexus.db, nexus.db-shm, nexus.db-wal], signals: [file lock, memory map, open file]}]
+overridden:
+  description: What O(force=true) overrode (processes holding the files, an answering O(health_url));
+    empty when nothing was.
+  returned: always
+  type: list
+  elements: str
+  version_added: 0.3.0
+  sample: ['the server answered http://127.0.0.1:9000/health with HTTP 200']
 duration:
   description: Seconds the module took.
   returned: always
@@ -220,7 +274,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _health, _restore, _swap
+from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _health, _liveness, _restore, _swap
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import nonempty_env_fallback
 
 
@@ -250,6 +304,33 @@ def summary(result, check_mode):
                                 ' (keyring verified)' if result['keyring_verified'] else '')
 
 
+def live_server_guard(module, layout):
+    """Refuse (changing nothing) while a process holds the data dir's files or the health URL answers.
+
+    With ``force`` nothing is refused: what was overridden is warned about and returned.
+    """
+    params = module.params
+    found = _liveness.scan(layout.db_path, layout.keys_dir)
+    signals = []
+    if found['in_use']:
+        signals.append(_liveness.describe(found))
+    state, detail = _health.probe(params['health_url'])
+    if state != _health.STOPPED:
+        signals.append(detail)
+    for note in _liveness.notes(found):
+        module.warn(note)
+    guard = {'holders': found['holders'], 'overridden': []}
+    if not signals:
+        return guard
+    if not params['force']:
+        module.fail_json(msg='refusing to restore: a NEXUS server may be running (%s); stop it first, or set '
+                             'force=true if you know better; nothing was changed' % '; '.join(signals),
+                         changed=False, holders=found['holders'], overridden=[])
+    guard['overridden'] = signals
+    module.warn('force=true: restoring although %s' % '; '.join(signals))
+    return guard
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     started = time.monotonic()
@@ -259,13 +340,8 @@ def main():
     params = module.params
     if not params['backup_password'] and not os.path.isdir(params['src']):
         module.fail_json(msg='backup_password is required (or set NEXUS_BACKUP_PASSWORD)')
-    if not params['force']:
-        state, detail = _health.probe(params['health_url'])
-        if state != _health.STOPPED:
-            module.fail_json(msg='refusing to restore: a NEXUS server may be running (%s); stop it first, or '
-                                 'set force=true if it serves another data directory; nothing was changed'
-                                 % detail)
     layout = _swap.Layout(params['data_dir'], params['db_path'], params['keys_dir'])
+    guard = live_server_guard(module, layout)
     try:
         owner_ids = _restore.resolve_owner(params['owner'], params['group'])
         result = _restore.restore(params['src'], params['backup_password'], layout,
@@ -281,6 +357,7 @@ def main():
     if result['changed'] and not result['keyring_verified']:
         module.warn('the restored keyring was not checked (no key_password): NEXUS started with a password '
                     'that does not unlock it replaces it with new keys, and every restored secret is lost')
+    result.update(guard)
     result['msg'] = summary(result, module.check_mode)
     result['duration'] = round(time.monotonic() - started, 3)
     module.exit_json(**result)

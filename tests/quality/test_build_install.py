@@ -123,6 +123,11 @@ def test_installed_tarball_runs_every_module(tarball, tmp_path, nexus_server_fac
     imported = res.task('nexus_import')
     assert imported['changed'] and imported['created'] == len(SECRETS)
     assert {s['path'] for s in target.client().list().json()['secrets']} == set(SECRETS)
+    assert res.task('nexus_audit_info')['by_action'] == {'secret.create': len(SECRETS)}
+    checked = res.task('nexus_info')
+    assert checked['ok'] and checked['count'] == len(SECRETS) and checked['checked'] == len(SECRETS)
+    # The target got the same paths by import, as new secrets (new ids): not the backup's.
+    assert checked['backup_match']['matches'] is False and checked['backup_match']['changed'] == len(SECRETS)
 
     # The restored scratch dir is a working NEXUS data dir holding the same secrets.
     restored = nexus_server_factory(workdir=scratch, key_password=KEY_PASSWORD)

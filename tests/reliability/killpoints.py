@@ -31,8 +31,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 COLLECTIONS = REPO / '.cache' / 'collections'
 PKG = 'ansible_collections.nexus.secrets.plugins'
-UTILS = ('_archive', '_backup', '_crypto', '_envelope', '_fsutil', '_health', '_iothreads', '_keyring', '_restore',
-         '_retention', '_sqlite', '_swap', '_verify')
+# _liveness is left out on purpose: its /proc scan makes a number of calls that changes with the
+# processes on the machine, which would move every later kill point between calibration and kill runs.
+UTILS = ('_archive', '_backup', '_crypto', '_envelope', '_fsutil', '_health', '_iothreads', '_keyring', '_rekey',
+         '_rekey_backups', '_restore', '_retention', '_sqlite', '_swap', '_verify')
 
 # (module basename, function name or '*') -> phase; functions not listed inherit the current phase.
 RESTORE_PHASES = {
@@ -70,13 +72,30 @@ BACKUP_PHASES = {
     ('_retention', '*'): 'retention',
     ('_backup', 'remove_backup'): 'retention',
 }
-PHASE_MAPS = {'nexus_restore': RESTORE_PHASES, 'nexus_backup': BACKUP_PHASES}
+ROTATE_PHASES = {
+    ('nexus_keyring_rotate', 'main'): 'preflight',
+    ('_rekey', 'rotate'): 'preflight',
+    ('_keyring', 'open_keyring'): 'decrypt',
+    ('_keyring', 'seal_keyring'): 'write',
+    ('_rekey', '_write_staging'): 'write',
+    ('_rekey', '_exchange'): 'swap',
+    ('_rekey', '_remove_old'): 'cleanup',
+}
+REKEY_PHASES = {
+    ('nexus_backup_rekey', 'main'): 'preflight',
+    ('_rekey_backups', 'rekey_file'): 'rekey',
+    ('_rekey_backups', 'fix_sidecar'): 'rekey',
+}
+PHASE_MAPS = {'nexus_restore': RESTORE_PHASES, 'nexus_backup': BACKUP_PHASES,
+              'nexus_keyring_rotate': ROTATE_PHASES, 'nexus_backup_rekey': REKEY_PHASES}
 # Phases only move forward (a helper shared by two phases, like the KDF used again by the keyring
 # check, does not send 'validate' back to 'decrypt'); phases of equal rank interleave (streaming).
 PHASE_RANKS = {
     'nexus_restore': {'start': 0, 'preflight': 1, 'decrypt': 2, 'extract': 2, 'validate': 3, 'swap': 4, 'cleanup': 5},
     'nexus_backup': {'start': 0, 'preflight': 1, 'snapshot': 2, 'archive': 3, 'encrypt': 3, 'publish': 4,
                      'retention': 5},
+    'nexus_keyring_rotate': {'start': 0, 'preflight': 1, 'decrypt': 2, 'write': 3, 'swap': 4, 'cleanup': 5},
+    'nexus_backup_rekey': {'start': 0, 'preflight': 1, 'rekey': 2},
 }
 OS_MODULES = ('posix',)
 
@@ -190,7 +209,7 @@ class ChildResult(object):
 
 
 def spawn(module, args, workdir, kill_at=None, record=False, timeout=300):
-    """Run ``module`` (``nexus_restore``/``nexus_backup``) with ``args`` in a child; see the module doc."""
+    """Run ``module`` (a key of ``PHASE_MAPS``) with ``args`` in a child; see the module doc."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     spec = {'module': module, 'args': args, 'kill_at': kill_at, 'record': record,

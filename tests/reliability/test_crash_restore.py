@@ -80,7 +80,8 @@ def restore_args(world, data_dir, keep):
 
 
 def read_journal(data_dir):
-    path = os.path.join(str(data_dir), _swap.JOURNAL_NAME)
+    """The raw journal of a restore into ``data_dir`` (it lives in the root-only state dir beside it)."""
+    path = _swap.Layout(str(data_dir)).journal_path
     if not os.path.exists(path):
         return None
     with open(path) as fh:
@@ -139,6 +140,8 @@ def check_finished(world, data_dir, keep):
     if keep:
         assert datadirs.state(os.path.join(str(data_dir), pre[0])) == world['old']
     assert not datadirs.restore_leftovers(data_dir, os.path.dirname(str(data_dir)))
+    state_dir = _swap.Layout(str(data_dir)).state_dir
+    assert os.listdir(state_dir) == [_swap.LOCK_NAME], os.listdir(state_dir)  # no journal, no temp file
 
 
 def kill_and_recover(world, keep, phases, per_phase):

@@ -224,12 +224,14 @@ def test_backup_drill_and_disaster_recovery_playbooks(ctl_server, ansible_playbo
         'nexus_drill_hosts': 'localhost', 'nexus_drill_backup_path': str(backups),
         'nexus_drill_backup_password': found.secrets['backup_password'],
         'nexus_drill_key_password': found.secrets['key_password'], 'nexus_drill_server_command': SERVER_COMMAND,
-        'nexus_drill_report_dir': str(reports / 'drill')}), found, tmp_path, 'restore_drill.yml')
+        'nexus_drill_report_dir': str(reports / 'drill'), 'nexus_drill_install_deps': False}),
+        found, tmp_path, 'restore_drill.yml')
     assert drill.rc == 0, drill.stdout[-3000:]
     assert private_modes(sorted((reports / 'drill').iterdir()) + [reports / 'drill']) == []
 
     dr = run_scanned(ansible_playbook, REPO / 'playbooks' / 'disaster_recovery.yml', dict(common, **{
-        'nexus_dr_hosts': 'localhost', 'nexus_dr_backup_path': str(backups),
+        'nexus_dr_hosts': 'localhost', 'nexus_dr_confirm': True, 'nexus_dr_install_deps': False,
+        'nexus_dr_backup_path': str(backups),
         'nexus_dr_backup_password': found.secrets['backup_password'],
         'nexus_dr_key_password': found.secrets['key_password'], 'nexus_dr_api_password': 'admin',
         'nexus_dr_data_dir': str(ctl_server['workdir']), 'nexus_dr_owner': '', 'nexus_dr_group': '',

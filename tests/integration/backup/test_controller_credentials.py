@@ -60,6 +60,8 @@ def test_every_module_gets_its_credentials_from_the_controller(nexus_server, tmp
             'src': '{{ backup.path }}', 'data_dir': str(tmp_path / 'restored'), 'force': True}},
         {'name': 'export', 'nexus.secrets.nexus_export': {'dest': str(tmp_path / 'export.enc')}},
         {'name': 'import', 'nexus.secrets.nexus_import': {'src': str(tmp_path / 'export.enc')}},
+        {'name': 'server info', 'nexus.secrets.nexus_info': {'compare_backup': '{{ backup.path }}'}},
+        {'name': 'audit info', 'nexus.secrets.nexus_audit_info': {}},
     ]
     secrets = {'NEXUS_BACKUP_PASSWORD': BACKUP_PASSWORD, 'NEXUS_KEY_PASSWORD': DEFAULT_KEY_PASSWORD,
                'NEXUS_EXPORT_PASSWORD': EXPORT_PASSWORD, 'NEXUS_URL': nexus_server.url, 'NEXUS_TOKEN': token}
@@ -75,6 +77,9 @@ def test_every_module_gets_its_credentials_from_the_controller(nexus_server, tmp
     exported = res.task('export', host)
     assert exported['count'] == 5 and exported['encrypted'] is True
     assert res.task('import', host)['total'] == 5
+    info = res.task('server info', host)
+    assert info['count'] == 5 and info['ok'], info  # NEXUS_TOKEN and NEXUS_BACKUP_PASSWORD (compare_backup)
+    assert res.task('audit info', host)['entries'] > 0
     for value in (BACKUP_PASSWORD, EXPORT_PASSWORD, token):
         assert value not in res.stdout + res.stderr
 

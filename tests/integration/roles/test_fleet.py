@@ -159,7 +159,9 @@ def test_fleet_backup_then_disaster_recovery(fleet, tmp_path):
     res = run_playbook(REPO / 'playbooks' / 'disaster_recovery.yml', inventory=str(dr_inventory), extra_vars={
         'nexus_dr_backup_password': SECRETS['backup_password'], 'nexus_dr_api_password': SECRETS['api_password'],
         'nexus_dr_owner': '', 'nexus_dr_group': '', 'nexus_dr_environment_owner': '',
-        'nexus_dr_environment_group': '', 'nexus_dr_report_dir': str(report_dir), 'nexus_dr_health_timeout': 40})
+        'nexus_dr_environment_group': '', 'nexus_dr_report_dir': str(report_dir), 'nexus_dr_health_timeout': 40,
+        'nexus_dr_hosts': 'nexus_servers', 'nexus_dr_confirm': True, 'nexus_dr_serial': 3,
+        'nexus_dr_install_deps': False})
     assert res.rc == 0, res.stdout[-8000:] + res.stderr[-3000:]
 
     for host in HOSTS:

@@ -7,7 +7,6 @@ import gzip
 import io
 import os
 import stat
-import subprocess
 import tarfile
 import zlib
 

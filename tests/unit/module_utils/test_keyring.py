@@ -94,3 +94,20 @@ def test_trailing_newline_is_accepted(keys_dir):
         path = keys_dir / name
         path.write_text(path.read_text() + '\n')
     assert keyring_unlocks(str(keys_dir), 'right password') is True
+
+
+def test_seal_keyring_writes_what_nexus_loads(tmp_path):
+    """Re-wrapped files in NEXUS's format: the reference server's loader opens them, one shared salt."""
+    from ansible_collections.nexus.secrets.plugins.module_utils._keyring import open_keyring, seal_keyring
+
+    plain = server_keyring.generate_plaintexts()
+    originals = {name + '.key': getattr(plain, name) for name in ('master', 'signing', 'verify', 'age')}
+    dummy, texts = seal_keyring(originals, 'new password')
+    for name, text in texts.items():
+        assert text == text.lower() and not text.endswith(b'\n')
+        (tmp_path / name).write_bytes(text)
+    assert server_keyring.load(tmp_path, 'new password') == plain
+    assert len({bytes.fromhex(t.decode())[:16] for t in texts.values()}) == 1
+    assert keyring_unlocks(str(tmp_path), 'new password') and not keyring_unlocks(str(tmp_path), 'old')
+    blobs = {name: bytes.fromhex(text.decode()) for name, text in texts.items()}
+    assert open_keyring(blobs, 'new password') == originals and open_keyring(blobs, 'other') is None

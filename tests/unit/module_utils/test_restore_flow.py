@@ -258,8 +258,21 @@ def test_leftover_staging_of_a_crashed_run_is_removed(world):
     (stale / 'tree' / 'nexus.db').write_bytes(b'half-decrypted')
     (world['live'] / '..nexus-restore.journal.x1y2.tmp').write_bytes(b'{"half')
     (world['tmp'] / '.nexus-restore-fresh1').mkdir()  # a crashed restore onto a then-missing data dir
+    # The crashed runs had named their staging dirs in the state dir before making them.
+    os.close(_swap.open_state_dir(world['layout']))
+    _swap.record_staging(world['layout'], [str(stale), str(world['tmp'] / '.nexus-restore-fresh1')])
     _restore.restore(world['backup'], PASSWORD, world['layout'])
     assert b.leftovers(world['live'], world['tmp']) == []
+    assert _swap.recorded_staging(world['layout']) == []
+
+
+def test_a_directory_that_only_looks_like_staging_is_left_alone(world):
+    """Leftovers are what the state dir recorded, not what a name in the data dir suggests."""
+    lookalike = world['live'] / '.nexus-restore-notours'
+    (lookalike / 'data').mkdir(parents=True)
+    (lookalike / 'data' / 'keep').write_bytes(b'not a staging dir')
+    _restore.restore(world['backup'], PASSWORD, world['layout'])
+    assert (lookalike / 'data' / 'keep').read_bytes() == b'not a staging dir'
 
 
 @pytest.fixture
@@ -301,7 +314,7 @@ def test_no_write_permission_is_refused_cleanly(public_dir):
     with os.fdopen(read_end, 'rb') as fh:
         msg = fh.read().decode()
     assert os.WEXITSTATUS(os.waitpid(pid, 0)[1]) == 3, msg
-    assert 'Permission denied' in msg and 'staging' in msg
+    assert 'Permission denied' in msg and 'nothing was changed' in msg
     assert b.snapshot(live) == before
 
 
@@ -323,10 +336,18 @@ def test_custom_db_path_and_keys_dir(world, tmp_path):
 
 
 def test_one_restore_at_a_time(world):
+    state_fd = _swap.open_state_dir(world['layout'])
+    lock_fd = _swap.lock(world['layout'], state_fd)  # what a running restore holds
+    try:
+        assert_refused(world, 'another restore is running')
+    finally:
+        os.close(lock_fd)
+        os.close(state_fd)
+    # A lock anybody can take on the parent directory no longer stops a restore.
     fd = os.open(str(world['live'].parent), os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert_refused(world, 'another restore is running')
+        assert _restore.restore(world['backup'], PASSWORD, world['layout'])['changed']
     finally:
         os.close(fd)
 

@@ -262,9 +262,10 @@ def test_crash_during_recovery_is_itself_recoverable(tmp_path):
 
 
 def test_corrupt_journal_is_reported_not_guessed(tmp_path):
-    layout = _swap.Layout(str(tmp_path))
-    with open(layout.journal_path, 'w') as fh:
-        fh.write('{"format": 1, "state": "swa')
+    layout = _swap.Layout(str(tmp_path / 'nexus'))
+    os.close(_swap.open_state_dir(layout))
+    with os.fdopen(os.open(layout.journal_path, os.O_WRONLY | os.O_CREAT, 0o600), 'w') as fh:
+        fh.write('{"format": 2, "state": "swa')
     with pytest.raises(_swap.SwapError, match='corrupt'):
         _swap.recover(layout)
     assert os.path.exists(layout.journal_path)
