@@ -124,7 +124,7 @@ overridden:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _rekey, _swap
+from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _keyring_rotation, _swap
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import nonempty_env_fallback
 
 
@@ -147,9 +147,9 @@ def main():
     params = module.params
     layout = _swap.Layout(params['data_dir'], params['db_path'], params['keys_dir'])
     try:
-        result = _rekey.rotate(layout, params['key_password'] or None, params['new_key_password'],
+        result = _keyring_rotation.rotate(layout, params['key_password'] or None, params['new_key_password'],
                                force=params['force'], check_mode=module.check_mode)
-    except _rekey.RekeyFailed as exc:
+    except _keyring_rotation.RekeyFailed as exc:
         module.fail_json(msg=str(exc), changed=False, keys_dir=layout.keys_dir, holders=exc.holders)
     for warning in result.pop('warnings'):
         module.warn(warning)

@@ -20,7 +20,8 @@ from tests.quality.collection_tree import REPO, module_names
 CREDENTIAL_TYPE = REPO / 'docs' / 'awx' / 'credential_type.yml'
 # The env fallbacks the modules and roles honour; the credential type must inject each of them.
 EXPECTED_ENV = {'NEXUS_URL', 'NEXUS_USERNAME', 'NEXUS_PASSWORD', 'NEXUS_API_KEY', 'NEXUS_TOKEN',
-                'NEXUS_BACKUP_PASSWORD', 'NEXUS_KEY_PASSWORD', 'NEXUS_EXPORT_PASSWORD'}
+                'NEXUS_BACKUP_PASSWORD', 'NEXUS_KEY_PASSWORD', 'NEXUS_EXPORT_PASSWORD',
+                'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_ENDPOINT_URL'}
 SECRET_WORDS = ('password', 'token', 'key', 'secret')
 FIELD_KEYS = {'id', 'label', 'type', 'help_text', 'secret', 'multiline', 'default', 'choices', 'format',
               'ask_at_runtime'}

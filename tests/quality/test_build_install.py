@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.helpers.ansible import run_playbook
+from tests.helpers.s3_server import ACCESS_KEY, SECRET_KEY, S3Server
 from tests.quality.collection_tree import (
     FQCN_PREFIX, REPO, module_names, output_of, role_names, run_tool)
 
@@ -98,14 +99,23 @@ def test_installed_tarball_runs_every_module(tarball, tmp_path, nexus_server_fac
         assert client.create(path, value).status_code == 201
     target = nexus_server_factory()
     scratch = tmp_path / 'scratch'
+    s3 = S3Server(tmp_path / 's3')
+    s3.bucket('quality')
+    (tmp_path / 'downloads').mkdir()
     extra = {
+        's3_bucket': 'quality', 's3_endpoint_url': s3.endpoint_url, 's3_access_key': ACCESS_KEY,
+        's3_secret_key': SECRET_KEY, 's3_download_dir': str(tmp_path / 'downloads'),
         'nexus_data_dir': str(source.workdir), 'backup_dir': str(tmp_path / 'backups'),
         'backup_password': BACKUP_PASSWORD, 'key_password': KEY_PASSWORD,
         'scratch_dir': str(scratch), 'source_url': source.url, 'api_password': 'admin',
         'export_file': str(tmp_path / 'export.json'), 'target_url': target.url,
         'target_token': target.token(),
     }
-    res = run_playbook(PLAYBOOK, extra_vars=extra, env=env)
+    s3.start()
+    try:
+        res = run_playbook(PLAYBOOK, extra_vars=extra, env=env)
+    finally:
+        s3.stop()
     assert res.rc == 0, 'rc=%s\n%s\n%s' % (res.rc, res.stdout[-6000:], res.stderr[-4000:])
 
     backup = res.task('nexus_backup')
@@ -128,6 +138,11 @@ def test_installed_tarball_runs_every_module(tarball, tmp_path, nexus_server_fac
     assert checked['ok'] and checked['count'] == len(SECRETS) and checked['checked'] == len(SECRETS)
     # The target got the same paths by import, as new secrets (new ids): not the backup's.
     assert checked['backup_match']['matches'] is False and checked['backup_match']['changed'] == len(SECRETS)
+    uploaded = res.task('nexus_backup_upload')
+    assert uploaded['changed'] and uploaded['verified'] and uploaded['sha256'] == backup['sha256']
+    downloaded = res.task('nexus_backup_download')
+    assert downloaded['changed'] and downloaded['sha256'] == backup['sha256']
+    assert Path(downloaded['path']).read_bytes() == Path(backup['path']).read_bytes()
 
     # The restored scratch dir is a working NEXUS data dir holding the same secrets.
     restored = nexus_server_factory(workdir=scratch, key_password=KEY_PASSWORD)

@@ -8,7 +8,7 @@ import yaml
 
 from tests.quality.collection_tree import REPO, copy_collection, output_of, run_tool
 
-EXPECTED_PYTHON = {'cryptography', 'argon2-cffi', 'requests'}
+EXPECTED_PYTHON = {'cryptography', 'argon2-cffi', 'requests', 'boto3'}
 
 
 def requirement_name(line):

@@ -33,8 +33,8 @@ COLLECTIONS = REPO / '.cache' / 'collections'
 PKG = 'ansible_collections.nexus.secrets.plugins'
 # _liveness is left out on purpose: its /proc scan makes a number of calls that changes with the
 # processes on the machine, which would move every later kill point between calibration and kill runs.
-UTILS = ('_archive', '_backup', '_crypto', '_envelope', '_fsutil', '_health', '_iothreads', '_keyring', '_rekey',
-         '_rekey_backups', '_restore', '_retention', '_sqlite', '_swap', '_verify')
+UTILS = ('_archive', '_backup', '_crypto', '_envelope', '_fsutil', '_health', '_iothreads', '_keyring',
+         '_keyring_rotation', '_rekey_backups', '_restore', '_retention', '_sqlite', '_swap', '_verify')
 
 # (module basename, function name or '*') -> phase; functions not listed inherit the current phase.
 RESTORE_PHASES = {
@@ -74,12 +74,12 @@ BACKUP_PHASES = {
 }
 ROTATE_PHASES = {
     ('nexus_keyring_rotate', 'main'): 'preflight',
-    ('_rekey', 'rotate'): 'preflight',
+    ('_keyring_rotation', 'rotate'): 'preflight',
     ('_keyring', 'open_keyring'): 'decrypt',
     ('_keyring', 'seal_keyring'): 'write',
-    ('_rekey', '_write_staging'): 'write',
-    ('_rekey', '_exchange'): 'swap',
-    ('_rekey', '_remove_old'): 'cleanup',
+    ('_keyring_rotation', '_write_staging'): 'write',
+    ('_keyring_rotation', '_exchange'): 'swap',
+    ('_keyring_rotation', '_remove_old'): 'cleanup',
 }
 REKEY_PHASES = {
     ('nexus_backup_rekey', 'main'): 'preflight',

@@ -2,7 +2,7 @@
 
 The module's ``main()`` runs in a child process (``killpoints``) that kills itself at event N. A
 calibration run records the phase of every event (preflight, decrypt, write, swap, cleanup);
-kill points hit every labelled step (``_rekey.checkpoint``: mkdir staging, each key file written,
+kill points hit every labelled step (``_keyring_rotation.checkpoint``: mkdir staging, each key file written,
 fsync, the exchange, each old file removed) plus the first and last event of each phase.
 
 After each kill the keys directory holds exactly the four key files, and they are all old or all
@@ -19,7 +19,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _rekey, _swap
+from ansible_collections.nexus.secrets.plugins.module_utils import _keyring_rotation, _swap
 from tests.helpers.ansible import run_module
 from tests.integration.keyring import keyrings as k
 from tests.integration.restore import backups as b
@@ -70,7 +70,7 @@ def which_set(world, data_dir):
 
 
 def leftovers(data_dir):
-    return [n for n in os.listdir(str(data_dir / 'data')) if n.startswith(_rekey.STAGING_PREFIX)]
+    return [n for n in os.listdir(str(data_dir / 'data')) if n.startswith(_keyring_rotation.STAGING_PREFIX)]
 
 
 def test_rotation_survives_sigkill_at_every_write_step(world):
@@ -105,7 +105,7 @@ def test_rotation_survives_sigkill_at_every_write_step(world):
             out = run_module('nexus.secrets.nexus_keyring_rotate', rotate_args(data_dir))
             assert out.get('failed') is not True, out.get('msg')
         else:
-            _rekey.rotate(_swap.Layout(str(data_dir)), OLD, NEW)
+            _keyring_rotation.rotate(_swap.Layout(str(data_dir)), OLD, NEW)
         assert which_set(world, data_dir) == 'new' and not leftovers(data_dir)
         assert sorted(os.listdir(str(data_dir / 'data'))) == ['keys']
         shutil.rmtree(str(data_dir.parent))

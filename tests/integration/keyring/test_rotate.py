@@ -13,7 +13,7 @@ import stat
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _rekey, _swap
+from ansible_collections.nexus.secrets.plugins.module_utils import _keyring_rotation, _swap
 from tests.integration.keyring import keyrings as k
 from tests.integration.restore import backups as b
 from tests.nexus_server import keyring as server_keyring
@@ -128,13 +128,13 @@ def layout_with_keyring(tmp_path, password=OLD):
 
 def test_leftovers_of_an_interrupted_run_are_removed(tmp_path):
     layout = layout_with_keyring(tmp_path)
-    stale = os.path.join(os.path.dirname(layout.keys_dir), _rekey.STAGING_PREFIX + 'deadbeef')
+    stale = os.path.join(os.path.dirname(layout.keys_dir), _keyring_rotation.STAGING_PREFIX + 'deadbeef')
     os.mkdir(stale, 0o700)
     with open(os.path.join(stale, 'master.key'), 'w') as fh:
         fh.write('half-written')
-    checked = _rekey.rotate(layout, OLD, NEW, check_mode=True)
+    checked = _keyring_rotation.rotate(layout, OLD, NEW, check_mode=True)
     assert checked['changed'] and os.path.isdir(stale) and any('would be removed' in w for w in checked['warnings'])
-    out = _rekey.rotate(layout, OLD, NEW)
+    out = _keyring_rotation.rotate(layout, OLD, NEW)
     assert out['removed'] == [os.path.basename(stale)] and out['state'] == 'rotated'
     assert not os.path.exists(stale) and k.opens_with(layout.keys_dir, [OLD, NEW]) == [NEW]
 
@@ -158,8 +158,8 @@ def test_links_in_the_data_dir_are_refused(tmp_path, what):
         os.symlink(os.path.dirname(elsewhere.keys_dir), data)
         target = elsewhere.keys_dir
     before = k.file_bytes(target)
-    with pytest.raises(_rekey.RekeyFailed, match='symbolic link'):
-        _rekey.rotate(layout, OLD, NEW)
+    with pytest.raises(_keyring_rotation.RekeyFailed, match='symbolic link'):
+        _keyring_rotation.rotate(layout, OLD, NEW)
     assert k.file_bytes(target) == before
 
 
@@ -167,8 +167,8 @@ def test_extra_entries_in_the_keys_dir_are_refused(tmp_path):
     layout = layout_with_keyring(tmp_path)
     with open(os.path.join(layout.keys_dir, 'notes.txt'), 'w') as fh:
         fh.write('x')
-    with pytest.raises(_rekey.RekeyFailed, match='notes.txt'):
-        _rekey.rotate(layout, OLD, NEW)
+    with pytest.raises(_keyring_rotation.RekeyFailed, match='notes.txt'):
+        _keyring_rotation.rotate(layout, OLD, NEW)
     assert k.opens_with(layout.keys_dir, [OLD, NEW]) == [OLD]
 
 
@@ -179,9 +179,9 @@ def test_a_filesystem_without_rename_exchange_changes_nothing(tmp_path, monkeypa
     def unsupported(dir_fd, name_a, name_b):
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
 
-    monkeypatch.setattr(_rekey, 'exchange', unsupported)  # injected fault
-    with pytest.raises(_rekey.RekeyFailed, match='cannot swap two directories atomically'):
-        _rekey.rotate(layout, OLD, NEW)
+    monkeypatch.setattr(_keyring_rotation, 'exchange', unsupported)  # injected fault
+    with pytest.raises(_keyring_rotation.RekeyFailed, match='cannot swap two directories atomically'):
+        _keyring_rotation.rotate(layout, OLD, NEW)
     assert k.file_bytes(layout.keys_dir) == before
     assert sorted(os.listdir(os.path.dirname(layout.keys_dir))) == ['keys']
 
@@ -192,7 +192,7 @@ def test_the_exchange_really_swaps_two_directories(tmp_path):
     (tmp_path / 'b').mkdir()
     fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
     try:
-        _rekey.exchange(fd, 'a', 'b')
+        _keyring_rotation.exchange(fd, 'a', 'b')
     finally:
         os.close(fd)
     assert os.listdir(str(tmp_path / 'b')) == ['from-a'] and os.listdir(str(tmp_path / 'a')) == []
@@ -201,14 +201,28 @@ def test_the_exchange_really_swaps_two_directories(tmp_path):
 @pytest.mark.parametrize('bad', ['', 'two\nlines'])
 def test_bad_new_password_is_refused(tmp_path, bad):
     layout = layout_with_keyring(tmp_path)
-    with pytest.raises(_rekey.RekeyFailed, match='new_key_password'):
-        _rekey.rotate(layout, OLD, bad)
+    with pytest.raises(_keyring_rotation.RekeyFailed, match='new_key_password'):
+        _keyring_rotation.rotate(layout, OLD, bad)
     assert k.opens_with(layout.keys_dir, [OLD]) == [OLD]
 
 
 def test_an_unfinished_restore_is_finished_first(tmp_path):
     layout = layout_with_keyring(tmp_path)
+    os.mkdir(layout.state_dir, 0o700)  # where nexus_restore keeps its journal
     with open(layout.journal_path, 'w') as fh:
         fh.write('{}')
-    with pytest.raises(_rekey.RekeyFailed, match='interrupted restore'):
-        _rekey.rotate(layout, OLD, NEW)
+    with pytest.raises(_keyring_rotation.RekeyFailed, match='interrupted restore'):
+        _keyring_rotation.rotate(layout, OLD, NEW)
+
+
+def test_a_running_restore_blocks_rotation_through_its_private_lock(tmp_path):
+    layout = layout_with_keyring(tmp_path)
+    state_fd = _swap.open_state_dir(layout)
+    held = _swap.lock(layout, state_fd)
+    try:
+        with pytest.raises(_keyring_rotation.RekeyFailed, match='a restore or another key rotation is running'):
+            _keyring_rotation.rotate(layout, OLD, NEW)
+    finally:
+        os.close(held)
+        os.close(state_fd)
+    assert _keyring_rotation.rotate(layout, OLD, NEW)['changed']

@@ -1,6 +1,7 @@
 """nexus.secrets.server on a blank directory tree: binaries checked and installed, a real system user,
 directories and environment file with the documented owners and modes, a unit that systemd accepts,
-idempotence, check mode, and a server started and stopped through start/stop commands.
+idempotence, check mode, a server started and stopped through start/stop commands, and the guide's
+whole recovery (blank host to a verified server) in one disaster_recovery.yml run.
 
 The reference server stands in for the ``nexus`` binary: a small script that runs it. It runs as root
 here because the test's Python lives where a fresh system user cannot execute it; the unit file is
@@ -26,8 +27,9 @@ import pytest
 import requests
 import yaml
 
+from ansible_collections.nexus.secrets.plugins.module_utils._backup import create_backup
 from tests.helpers.ansible import REPO, run_playbook
-from tests.nexus_server.harness import free_port
+from tests.nexus_server.harness import ApiClient, free_port, login
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='creates a system user and root-owned files')
 
@@ -65,6 +67,18 @@ def blank_host():
     subprocess.run(['userdel', user], capture_output=True, check=False)
     subprocess.run(['groupdel', user], capture_output=True, check=False)
     shutil.rmtree(str(root), ignore_errors=True)
+
+
+def start_command(root, env_file, pidfile, data_dir, port):
+    """The installed binary started in the background, with its environment file read as systemd would."""
+    return ("sh -c 'set -a && . %s && set +a && exec %s --start --background --make-pidfile --pidfile %s "
+            "--chdir %s --startas %s -- -addr 127.0.0.1:%d -storage sqlite -db %s/nexus.db'"
+            % (env_file, START_STOP_DAEMON, pidfile, data_dir, root / 'usr' / 'local' / 'bin' / 'nexus', port,
+               data_dir))
+
+
+def stop_command(pidfile):
+    return '%s --stop --oknodo --pidfile %s --retry TERM/30/KILL/5 --remove-pidfile' % (START_STOP_DAEMON, pidfile)
 
 
 def provision(tmp_path, variables, check=False):
@@ -142,11 +156,8 @@ def test_without_systemd_the_commands_start_and_stop_the_installed_binary(blank_
     root, port = blank_host['root'], free_port()
     data_dir, env_file = blank_host['vars']['nexus_server_data_dir'], blank_host['vars']['nexus_server_environment_file']
     pidfile = root / 'nexus.pid'
-    start = ("sh -c 'set -a && . %s && set +a && exec %s --start --background --make-pidfile --pidfile %s "
-             "--chdir %s --startas %s -- -addr 127.0.0.1:%d -storage sqlite -db %s/nexus.db'"
-             % (env_file, START_STOP_DAEMON, pidfile, data_dir, root / 'usr' / 'local' / 'bin' / 'nexus', port,
-                data_dir))
-    stop = '%s --stop --pidfile %s --retry TERM/30/KILL/5 --remove-pidfile' % (START_STOP_DAEMON, pidfile)
+    start = start_command(root, env_file, pidfile, data_dir, port)
+    stop = stop_command(pidfile)
     variables = dict(blank_host['vars'], nexus_server_service_manager='command', nexus_server_start_command=start,
                      nexus_server_stop_command=stop, nexus_server_url='http://127.0.0.1:%d' % port)
     try:
@@ -164,3 +175,53 @@ def test_without_systemd_the_commands_start_and_stop_the_installed_binary(blank_
             requests.get('http://127.0.0.1:%d/health' % port, timeout=5)
     finally:
         subprocess.run(stop.split(), capture_output=True, check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(START_STOP_DAEMON is None, reason='start-stop-daemon (dpkg) is not installed')
+def test_blank_host_becomes_a_serving_server_in_one_disaster_recovery_run(blank_host, nexus_server_factory, tmp_path):
+    """No binary, no user, no data, no environment file: one run of the DR playbook with
+    nexus_dr_provision=true installs NEXUS, restores the backup and verifies every secret."""
+    source = nexus_server_factory(workdir=tmp_path / 'lost-host', key_password='Blank-Host-Keyring-1!')
+    client = source.client()
+    secrets = {'blank/db/password': 'pa55-%d' % os.getpid(), 'blank/api/key': 'k-1', 'blank/tls/cert': 'PEM\nx'}
+    for path, value in secrets.items():
+        assert client.create(path, value).status_code == 201
+    made = create_backup(str(source.workdir / 'nexus.db'), str(source.workdir / 'data' / 'keys'),
+                         str(tmp_path / 'controller-backups'), 'Blank-Host-Backup-2!')
+    source.stop()
+
+    root, user, port = blank_host['root'], blank_host['user'], free_port()
+    data_dir = str(root / 'var' / 'lib' / 'nexus')
+    env_file = str(root / 'etc' / 'nexus' / 'environment')
+    pidfile = root / 'nexus.pid'
+    host = dict(blank_host['vars'], **{
+        'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+        'nexus_dr_provision': True, 'nexus_dr_install_deps': False,
+        'nexus_dr_data_dir': data_dir, 'nexus_dr_environment_file': env_file,
+        'nexus_dr_owner': user, 'nexus_dr_group': user,
+        'nexus_dr_environment_owner': user, 'nexus_dr_environment_group': user,
+        'nexus_dr_backup_controller_file': made['path'],
+        'nexus_dr_backup_upload_dir': str(root / 'var' / 'backups' / 'nexus'),
+        'nexus_dr_start_command': start_command(root, env_file, pidfile, data_dir, port),
+        'nexus_dr_stop_command': stop_command(pidfile),
+        'nexus_dr_url': 'http://127.0.0.1:%d' % port, 'nexus_dr_health_timeout': 60,
+        'nexus_dr_report_dir': str(tmp_path / 'reports'),
+    })
+    inventory = tmp_path / 'inventory.yml'
+    inventory.write_text(yaml.safe_dump({'all': {'hosts': {'blank': host}}}))
+    try:
+        res = run_playbook(REPO / 'playbooks' / 'disaster_recovery.yml', inventory=str(inventory), extra_vars={
+            'nexus_dr_hosts': 'blank', 'nexus_dr_confirm': True, 'nexus_dr_backup_password': 'Blank-Host-Backup-2!',
+            'nexus_dr_key_password': 'Blank-Host-Keyring-1!', 'nexus_dr_api_username': 'admin',
+            'nexus_dr_api_password': 'admin'}, json_output=False)
+        assert res.rc == 0, res.stdout[-6000:] + res.stderr[-3000:]
+        assert pwd.getpwnam(user).pw_dir == data_dir
+        assert owner_mode(data_dir) == (user, user, 0o700) and owner_mode(env_file) == (user, user, 0o600)
+        served = ApiClient('http://127.0.0.1:%d' % port, token=login('http://127.0.0.1:%d' % port))
+        for path, value in secrets.items():
+            got = served.get(path)
+            assert got.status_code == 200 and got.json()['value'] == value, (path, got.text)
+        assert len(served.list().json()['secrets']) == len(secrets)
+    finally:
+        subprocess.run(stop_command(pidfile).split(), capture_output=True, check=False)

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import os
 import platform
 import stat
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _keyring, _liveness
+from ansible_collections.nexus.secrets.plugins.module_utils import _keyring, _liveness, _swap
+from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import UnsafePath
 
 STAGING_PREFIX = '.nexus-rekey-'
 RENAME_EXCHANGE = 2
@@ -165,15 +165,24 @@ def read_keyring(keys_fd, keys_dir):
     return blobs, stats
 
 
-def _lock(directory):
-    """The lock nexus_restore takes (the data dir's parent): no restore and rotation at once."""
-    fd = os.open(directory, os.O_RDONLY | getattr(os, 'O_CLOEXEC', 0))
+def _lock(layout, check_mode):
+    """Take nexus_restore's lock (private to the running user): no restore and rotation at once.
+
+    None in check mode when no restore ever ran here (nothing to wait for, nothing created).
+    """
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except (IOError, OSError):
-        os.close(fd)
-        raise RekeyFailed('a restore or another key rotation is running under %s' % directory)
-    return fd
+        state_fd = _swap.open_state_dir(layout, create=not check_mode)
+        if state_fd is None:
+            return None
+        try:
+            return _swap.lock(layout, state_fd, create=not check_mode)
+        finally:
+            os.close(state_fd)
+    except _swap.SwapError:
+        raise RekeyFailed('a restore or another key rotation is running for %s; nothing was changed'
+                          % layout.data_dir)
+    except UnsafePath as exc:
+        raise RekeyFailed('%s; nothing was changed' % exc)
 
 
 def leftovers(parent_fd):
@@ -294,7 +303,7 @@ def rotate(layout, key_password, new_key_password, force=False, check_mode=False
         raise RekeyFailed('new_key_password must be one line (it goes into an environment file)')
     result = {'changed': False, 'keys_dir': layout.keys_dir, 'holders': [], 'overridden': [], 'removed': [],
               'warnings': []}
-    lock_fd = _lock(os.path.dirname(layout.data_dir))
+    lock_fd = _lock(layout, check_mode)
     try:
         if os.path.lexists(layout.journal_path):
             raise RekeyFailed('an interrupted restore was found (%s): run nexus_restore again to finish it first; '
@@ -316,7 +325,8 @@ def rotate(layout, key_password, new_key_password, force=False, check_mode=False
         finally:
             os.close(parent_fd)
     finally:
-        os.close(lock_fd)
+        if lock_fd is not None:
+            os.close(lock_fd)
     return result
 
 

@@ -1,0 +1,219 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nexus.secrets contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: nexus_backup_upload
+short_description: Copy a NEXUS backup and its sidecar to S3-compatible object storage, verify it, apply retention there
+version_added: 0.3.0
+author:
+  - nexus.secrets maintainers (!UNKNOWN)
+description:
+  - Uploads O(src) to C(<prefix>/<host>/<file name>) in O(bucket), and its C(sha256sum) sidecar
+    C(<src>.sha256) to C(<prefix>/<host>/<file name>.sha256). Without a local sidecar, one is made
+    from the file's SHA-256. A file that does not match its sidecar is not uploaded.
+  - Files of O(part_size) or more go up as a multipart upload with at most O(concurrency) parts in
+    flight (memory about O(part_size) times O(concurrency), whatever the file size). Each part
+    carries Content-MD5, which the store checks. On any failure the multipart upload is aborted, so
+    the bucket never holds a partial object under the backup's key.
+  - With O(verify) (the default), the stored object is checked after the upload. Its size (HEAD)
+    must equal the file's, and the object is read back from the store and its SHA-256 must equal
+    the file's. The sidecar object must read back as the local sidecar. The SHA-256 is also stored
+    in the object's user metadata (C(x-amz-meta-sha256)) where the store keeps metadata.
+  - An existing object is never replaced. When the key already holds the same content, nothing is
+    uploaded (idempotent); when it holds other content, the module fails.
+  - After a successful upload, the C(keep_*) retention rules of M(nexus.secrets.nexus_backup) are
+    applied to this host's backups in the bucket (only objects named like nexusctl backups directly
+    under C(<prefix>/<host>/); other hosts' objects are never touched). Each pruned backup's sidecar
+    object goes with it.
+extends_documentation_fragment:
+  - nexus.secrets.s3
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Uploads and deletes nothing; reports the key, whether it would be uploaded and what retention would prune.
+      - When O(src) does not exist yet (a check-mode run of M(nexus.secrets.nexus_backup) only names it), it is
+        reported as to be uploaded, with RV(size) and RV(sha256) null.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  src:
+    description:
+      - The backup file on the managed host, named like nexusctl backups
+        (C(nexus-backup-YYYY-MM-DD-HHMMSS.tar.gz.enc)) when retention is used. Symbolic links are
+        not followed.
+    type: path
+    required: true
+  verify:
+    description:
+      - Read the stored object back and compare its size and SHA-256 with the file's.
+    type: bool
+    default: true
+  part_size:
+    description:
+      - Size of each part of a multipart upload, in MiB (at least 5, as S3 requires). Smaller files
+        go up in one request. The part size grows when a file would need more than 10000 parts.
+    type: int
+    default: 16
+  concurrency:
+    description:
+      - Parts uploaded at the same time.
+    type: int
+    default: 4
+  keep_last:
+    description:
+      - Keep the N newest backups of this host in the bucket (the new one counts).
+    type: int
+  keep_days:
+    description:
+      - Keep every backup of this host taken less than N days ago.
+    type: int
+  keep_daily:
+    description:
+      - For the N newest days that have backups, keep the newest backup of each day.
+    type: int
+  keep_weekly:
+    description:
+      - For the N newest ISO weeks that have backups, keep the newest backup of each week.
+    type: int
+  keep_monthly:
+    description:
+      - For the N newest months that have backups, keep the newest backup of each month.
+    type: int
+notes:
+  - Retention runs only when at least one C(keep_*) option is a positive number; a backup is kept
+    when any rule keeps it, exactly as for local backups.
+  - The existence check and the upload are two requests; two runs that upload the same file name
+    for the same host at the same moment are not detected. Runs of M(nexus.secrets.nexus_backup)
+    on one host never overlap, and names are per host and per second.
+  - Objects are encrypted backups; the bucket still should not be public.
+seealso:
+  - module: nexus.secrets.nexus_backup
+  - module: nexus.secrets.nexus_backup_download
+'''
+
+EXAMPLES = r'''
+- name: Back up
+  nexus.secrets.nexus_backup:
+    dest: /var/backups/nexus
+    keep_last: 3
+  register: backup
+
+- name: Keep a month of dailies off the host, in MinIO
+  nexus.secrets.nexus_backup_upload:
+    src: "{{ backup.path }}"
+    bucket: nexus-backups
+    host: "{{ inventory_hostname }}"
+    endpoint_url: https://minio.example.com:9000
+    aws_access_key_id: "{{ vault_s3_access_key }}"
+    aws_secret_access_key: "{{ vault_s3_secret_key }}"
+    keep_daily: 30
+
+- name: Upload to AWS S3 with the instance role's credentials
+  nexus.secrets.nexus_backup_upload:
+    src: "{{ backup.path }}"
+    bucket: example-corp-nexus
+    prefix: prod
+    region: eu-west-1
+    host: "{{ inventory_hostname }}"
+'''
+
+RETURN = r'''
+key:
+  description: The backup's object key.
+  returned: always
+  type: str
+  sample: nexus-backups/nexus01/nexus-backup-2025-12-04-001500.tar.gz.enc
+sidecar_key:
+  description: The sidecar's object key.
+  returned: always
+  type: str
+  sample: nexus-backups/nexus01/nexus-backup-2025-12-04-001500.tar.gz.enc.sha256
+size:
+  description: Size of the file in bytes (null in check mode when O(src) does not exist yet).
+  returned: always
+  type: int
+  sample: 48213
+sha256:
+  description: SHA-256 of the file (null in check mode when O(src) does not exist yet).
+  returned: always
+  type: str
+  sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+uploaded:
+  description: Whether the backup or its sidecar was uploaded (would be, in check mode); false when the bucket already held both.
+  returned: always
+  type: bool
+verified:
+  description: Whether the stored object was read back and matched the file's size and SHA-256.
+  returned: always
+  type: bool
+pruned:
+  description: This host's backups removed from the bucket by retention (would be, in check mode), by file name.
+  returned: always
+  type: list
+  elements: str
+  sample: [nexus-backup-2025-11-01-001500.tar.gz.enc]
+duration:
+  description: Seconds the upload, verification and retention took.
+  returned: always
+  type: float
+  sample: 3.2
+'''
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.nexus.secrets.plugins.module_utils import _s3
+
+KEEP_OPTIONS = ('keep_last', 'keep_days', 'keep_daily', 'keep_weekly', 'keep_monthly')
+
+
+def argument_spec():
+    extra = dict(
+        src=dict(type='path', required=True),
+        verify=dict(type='bool', default=True),
+        part_size=dict(type='int', default=16),
+        concurrency=dict(type='int', default=4),
+    )
+    for option in KEEP_OPTIONS:
+        extra[option] = dict(type='int')
+    return _s3.s3_argument_spec(**extra)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params = module.params
+    missing = _s3.missing_dependency()
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+    started = time.time()
+    rules = {}
+    for option in KEEP_OPTIONS:
+        if params[option] is not None and params[option] < 0:
+            module.fail_json(msg='%s must not be negative, got %d' % (option, params[option]))
+        rules[option] = params[option]
+    if params['part_size'] < 5:
+        module.fail_json(msg='part_size must be at least 5 (MiB), got %d' % params['part_size'])
+    if params['concurrency'] < 1:
+        module.fail_json(msg='concurrency must be at least 1, got %d' % params['concurrency'])
+    try:
+        client = _s3.client_from_params(params)
+        result = _s3.upload_backup(client, params['bucket'], params['prefix'], params['host'], params['src'],
+                                   rules=rules, verify=params['verify'], check_mode=module.check_mode,
+                                   part_size=params['part_size'] * _s3.MIB, concurrency=params['concurrency'])
+    except _s3.S3Error as exc:
+        module.fail_json(msg='%s: %s' % (params['host'], exc), duration=round(time.time() - started, 3))
+    result['duration'] = round(time.time() - started, 3)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

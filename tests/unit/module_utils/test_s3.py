@@ -1,0 +1,48 @@
+"""_s3 without a server: host prefixes, retention over object names, sidecars, 'before'.
+
+(Needs no boto3: the module_utils import it guarded. The transfers are tested in tests/integration/s3.)"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+
+import pytest
+
+from ansible_collections.nexus.secrets.plugins.module_utils import _s3
+
+NAMES = ['nexus-backup-2025-12-0%d-001500.tar.gz.enc' % day for day in (1, 2, 3, 4)]
+
+
+def test_host_prefix_keeps_hosts_apart_and_refuses_traversal():
+    assert _s3.host_prefix('nexus-backups', 'web1') == 'nexus-backups/web1/'
+    assert _s3.host_prefix('/a//b/', 'web1') == 'a/b/web1/'
+    assert _s3.host_prefix('', 'web1') == 'web1/'
+    for host in ('', 'a/b', '..', '.'):
+        with pytest.raises(_s3.S3Error):
+            _s3.host_prefix('p', host)
+    with pytest.raises(_s3.S3Error):
+        _s3.host_prefix('p/../q', 'web1')
+
+
+def test_remote_retention_uses_the_local_rules_and_never_prunes_the_new_backup():
+    objects = [{'name': name} for name in NAMES[:3]] + [{'name': 'not-a-backup.txt'}]
+    assert _s3.plan_remote_retention(objects, NAMES[3], {'keep_last': 2}) == [NAMES[1], NAMES[0]]
+    assert _s3.plan_remote_retention(objects, NAMES[3], {'keep_last': None}) == []
+    # A new backup older than the others still survives its own upload.
+    assert NAMES[0] not in _s3.plan_remote_retention(objects, NAMES[0], {'keep_last': 1})
+
+
+def test_sidecar_and_before_parsing():
+    digest = hashlib.sha256(b'x').hexdigest()
+    assert _s3.parse_sidecar(_s3.sidecar_line(digest, NAMES[0]), 'here') == digest
+    for bad in (b'', b'abc  name\n', b'\xff' * 70):
+        with pytest.raises(_s3.S3Error):
+            _s3.parse_sidecar(bad, 'here')
+    assert _s3.parse_before('2025-12-04') == datetime.datetime(2025, 12, 4)
+    assert _s3.parse_before('2025-12-04 09:30:00') == datetime.datetime(2025, 12, 4, 9, 30)
+    assert _s3.parse_before(None) is None
+    with pytest.raises(_s3.S3Error):
+        _s3.parse_before('yesterday')
+    listing = [{'time': '2025-12-04T00:15:00'}, {'time': '2025-12-03T00:15:00'}]
+    assert _s3.filter_before(listing, datetime.datetime(2025, 12, 4)) == listing[1:]
