@@ -8,6 +8,12 @@ Layout (docs/nexus-behaviour.md §5): ``nexus.db`` (file), ``data/keys`` (direct
 bytes as Go's archive/tar (which nexusctl uses); the reader is strict, because a backup file is
 untrusted input until proven otherwise. Compression is _gzip_stream's (parallel, store-or-deflate per
 block); reading accepts any valid gzip. Private to this collection.
+
+Reading does not use ``tarfile``: a small reader parses the 512-byte headers itself, accepts
+plain files and the one directory nexusctl writes, at most one bounded extended header (PAX or
+GNU long name) per member, and refuses sparse members, links, devices and anything else before
+a byte of their content is written. What is written to disk is exactly what was read from the
+gzip stream, so the decompression-bomb bounds hold for the files on disk too.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import errno
 import os
 import re
 import stat
-import tarfile
+import struct
 
 from ansible_collections.nexus.secrets.plugins.module_utils._gzip_stream import COMPRESS_LEVEL, ZLIB, GzipWriter
 from ansible_collections.nexus.secrets.plugins.module_utils._iothreads import threaded_writes
@@ -32,7 +38,7 @@ BLOCK = 512
 
 DB_NAME = 'nexus.db'
 KEYS_DIR_NAME = 'data/keys'
-KEY_NAME_RE = re.compile(r'^data/keys/[A-Za-z0-9_][A-Za-z0-9_.-]{0,80}\.key$')
+KEY_NAME_RE = re.compile(r'^data/keys/[A-Za-z0-9_][A-Za-z0-9_.-]{0,80}\.key\Z')
 
 # Sane upper bounds for what a NEXUS data directory can hold.
 MAX_DB_BYTES = 64 * 1024 ** 3
@@ -47,6 +53,29 @@ MAX_TOTAL_BYTES = MAX_DB_BYTES + MAX_MEMBERS * (MAX_KEY_BYTES + 2 * BLOCK) + 64 
 # before it fills the staging filesystem (the size bounds alone allow 64 GiB of zeros).
 BOMB_MIN_BYTES = 64 * 1024 ** 2
 BOMB_RATIO = 100
+
+# The tar reader is this module's own (no tarfile): strict ustar, bounded before it reads.
+ZERO_BLOCK = b'\0' * BLOCK
+USTAR_MAGIC = b'ustar\x00'      # POSIX ustar and PAX (Go's archive/tar, nexusctl), any version
+GNU_MAGIC = b'ustar  \x00'      # GNU tar's old format (base-256 sizes)
+_OCTAL_RE = re.compile(br'^[0-7]+$')
+FILE_TYPES = (b'0', b'\0')
+DIR_TYPE = b'5'
+PAX_TYPE = b'x'
+GNU_LONGNAME_TYPE = b'L'
+GNU_SPARSE_TYPE = b'S'
+# An extended header before a member: Go writes PAX records for a long name, a size past 8 GiB or
+# long owner names, a few hundred bytes. Larger ones are refused before they are read.
+MAX_PAX_HEADER_BYTES = 64 * 1024
+MAX_LONGNAME_BYTES = 4096
+REFUSED_HEADER_TYPES = {
+    b'g': 'a PAX global header (nexusctl never writes one)',
+    b'K': 'a GNU long link name (links are not allowed)',
+    b'X': 'a Solaris extended header (nexusctl never writes one)',
+    b'D': 'a GNU dump directory (nexusctl never writes one)',
+    b'M': 'a GNU multi-volume member (nexusctl never writes one)',
+    b'V': 'a GNU volume header (nexusctl never writes one)',
+}
 
 
 class ArchiveError(Exception):
@@ -117,7 +146,7 @@ def _write_file_member(out, name, path, mode=None, size=None):
         st = os.fstat(src.fileno())
         member_mode = stat.S_IMODE(st.st_mode) if mode is None else mode
         size = st.st_size if size is None else size
-        out.write(_ustar_header(name, st, tarfile.REGTYPE, size, member_mode))
+        out.write(_ustar_header(name, st, FILE_TYPES[0], size, member_mode))
         remaining = size
         while remaining:
             chunk = src.read(min(CHUNK_SIZE, remaining))
@@ -145,7 +174,7 @@ def write_archive(out_fileobj, db_file, keys_dir, db_arcname=DB_NAME, db_mode=No
         if keys_dir is not None and os.path.isdir(keys_dir):
             st = os.stat(keys_dir)
             dir_mode = stat.S_IMODE(st.st_mode)
-            gz.write(_ustar_header(KEYS_DIR_NAME, st, tarfile.DIRTYPE, 0, dir_mode))
+            gz.write(_ustar_header(KEYS_DIR_NAME, st, DIR_TYPE, 0, dir_mode))
             members.append({'name': KEYS_DIR_NAME, 'size': 0, 'type': 'dir', 'mode': dir_mode})
             for entry in sorted(os.listdir(keys_dir)):
                 path = os.path.join(keys_dir, entry)
@@ -202,8 +231,8 @@ class _GunzipReader(object):
     def read(self, size=CHUNK_SIZE):
         """Up to ``size`` decompressed bytes; ``b''`` at the end of the last member.
 
-        Decompresses a chunk at a time and serves small reads (tarfile reads 512-byte headers and
-        10 KiB blocks) from that, so the input is not re-copied for every small read.
+        Decompresses a chunk at a time and serves small reads (512-byte headers)
+        from that, so the input is not re-copied for every small read.
         """
         if size is None or size < 0:
             size = CHUNK_SIZE
@@ -252,6 +281,166 @@ class _GunzipReader(object):
             pass
 
 
+class _Header(object):
+    """One member as its (extended) headers describe it: nothing else of the header is used."""
+
+    def __init__(self, name, typeflag, size, mode):
+        self.name = name
+        self.typeflag = typeflag
+        self.size = size
+        self.mode = mode
+
+
+def _number(field, what):
+    """A numeric header field: octal (spaces/NULs around it), or GNU base-256 (positive only)."""
+    if field[:1] == b'\x80':
+        return int.from_bytes(field[1:], 'big')
+    if field[:1] and field[0] & 0x80:
+        raise _HeaderError('negative or invalid %s field' % what)
+    text = field.strip(b' \x00')
+    if not text:
+        return 0
+    if not _OCTAL_RE.match(text):
+        raise _HeaderError('invalid %s field %r' % (what, text[:12]))
+    return int(text, 8)
+
+
+def _text(data, what):
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError:
+        raise _HeaderError('%s is not UTF-8' % what)
+
+
+def _nul_terminated(field):
+    return field.split(b'\0', 1)[0]
+
+
+class _HeaderError(Exception):
+    """A header that no sane tar writer emits; becomes an ArchiveError naming the archive part."""
+
+
+def _check_block(block):
+    """Checksum and magic of one 512-byte header block (all-zero blocks are handled by the caller)."""
+    stored = _number(block[148:156], 'checksum')
+    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    signed = (sum(struct.unpack('148b', block[:148])) + 8 * 32 + sum(struct.unpack('356b', block[156:])))
+    if stored not in (unsigned, signed):
+        raise _HeaderError('bad header checksum')
+    if block[257:263] != USTAR_MAGIC and block[257:265] != GNU_MAGIC:
+        raise _HeaderError('not a POSIX ustar header')
+
+
+def _pax_records(data):
+    """``{key: value}`` of a PAX extended header (already bounded in size); refuses sparse files."""
+    records = {}
+    pos = 0
+    while pos < len(data):
+        if data[pos:] == b'\0' * (len(data) - pos):
+            break  # NUL padding after the last record
+        space = data.find(b' ', pos, pos + 12)
+        length_text = data[pos:space] if space > pos else b''
+        if not length_text.isdigit():
+            raise _HeaderError('malformed PAX record')
+        length = int(length_text)
+        record = data[pos:pos + length]
+        if length <= len(length_text) + 1 or len(record) != length or not record.endswith(b'\n'):
+            raise _HeaderError('malformed PAX record')
+        key, sep, value = record[len(length_text) + 1:-1].partition(b'=')
+        if not sep:
+            raise _HeaderError('malformed PAX record')
+        key = _text(key, 'a PAX key')
+        if key.startswith('GNU.sparse.'):
+            raise _HeaderError('a sparse file (PAX %s): sparse members are not allowed, nexusctl never '
+                               'writes them' % key)
+        records[key] = value
+        pos += length
+    return records
+
+
+def _read_exact(src, size):
+    parts = []
+    got = 0
+    while got < size:
+        piece = src.read(min(CHUNK_SIZE, size - got))
+        if not piece:
+            break
+        parts.append(piece)
+        got += len(piece)
+    return b''.join(parts)
+
+
+def _padding(size):
+    return (BLOCK - size % BLOCK) % BLOCK
+
+
+def _read_extension(src, typeflag, size):
+    """The body of an extended header, refused before it is read when it is larger than any sane one."""
+    bound = MAX_PAX_HEADER_BYTES if typeflag == PAX_TYPE else MAX_LONGNAME_BYTES
+    what = 'PAX extended header' if typeflag == PAX_TYPE else 'GNU long-name header'
+    if size > bound:
+        raise _HeaderError('a %s of %d bytes (at most %d allowed)' % (what, size, bound))
+    data = _read_exact(src, size + _padding(size))
+    if len(data) != size + _padding(size):
+        raise _HeaderError('the archive ends inside a %s' % what)
+    return data[:size]
+
+
+def _next_header(src, first):
+    """The next member's header, or None at the end of the archive.
+
+    At most one extended header (PAX ``x`` or GNU long name ``L``) before a member, each bounded
+    before a byte of it is read; no chains, no global or vendor headers, no sparse files.
+    """
+    extension = None
+    records = {}
+    long_name = None
+    while True:
+        block = _read_exact(src, BLOCK)
+        if not block:
+            if first and extension is None:
+                raise _HeaderError('empty archive')
+            if extension is not None:
+                raise _HeaderError('the archive ends after an extended header')
+            return None  # end of data without the end-of-archive blocks, as tarfile and Go accept
+        if len(block) != BLOCK:
+            raise _HeaderError('truncated header')
+        if block == ZERO_BLOCK:
+            if extension is not None:
+                raise _HeaderError('an extended header is followed by the end of the archive')
+            if first:
+                raise _HeaderError('empty archive')
+            return None
+        _check_block(block)
+        typeflag = block[156:157]
+        size = _number(block[124:136], 'size')
+        if typeflag in (PAX_TYPE, GNU_LONGNAME_TYPE):
+            if extension is not None:
+                raise _HeaderError('chained extended headers (nexusctl writes at most one per member)')
+            extension = typeflag
+            data = _read_extension(src, typeflag, size)
+            if typeflag == PAX_TYPE:
+                records = _pax_records(data)
+            else:
+                long_name = _nul_terminated(data)
+            continue
+        if typeflag in REFUSED_HEADER_TYPES:
+            raise _HeaderError(REFUSED_HEADER_TYPES[typeflag])
+        name = _nul_terminated(block[0:100])
+        prefix = _nul_terminated(block[345:500]) if block[257:263] == USTAR_MAGIC else b''
+        if prefix:
+            name = prefix + b'/' + name
+        if long_name is not None:
+            name = long_name
+        if 'path' in records:
+            name = records['path']
+        if 'size' in records:
+            if not records['size'].isdigit() or len(records['size']) > 20:
+                raise _HeaderError('invalid PAX size %r' % records['size'][:20])
+            size = int(records['size'])
+        return _Header(_text(name, 'a member name'), typeflag, size, _number(block[100:108], 'mode'))
+
+
 def _member_kind(info):
     """'file' or 'dir', or an ArchiveError naming what is not allowed."""
     name = info.name
@@ -259,16 +448,20 @@ def _member_kind(info):
         raise ArchiveError('member %r has an absolute path' % name)
     if '..' in name.split('/'):
         raise ArchiveError('member %r contains ".."' % name)
-    if info.issym():
+    flag = info.typeflag
+    if flag == b'2':
         raise ArchiveError('member %r is a symbolic link' % name)
-    if info.islnk():
+    if flag == b'1':
         raise ArchiveError('member %r is a hard link' % name)
-    if info.ischr() or info.isblk():
+    if flag in (b'3', b'4'):
         raise ArchiveError('member %r is a device file' % name)
-    if info.isfifo():
+    if flag == b'6':
         raise ArchiveError('member %r is a FIFO' % name)
-    if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
-        raise ArchiveError('member %r has an unsupported type %r' % (name, info.type))
+    if flag == GNU_SPARSE_TYPE:
+        raise ArchiveError('member %r has an unsupported type %r (a sparse file: sparse members are not '
+                           'allowed, nexusctl never writes them)' % (name, flag))
+    if flag not in (FILE_TYPES + (DIR_TYPE,)):
+        raise ArchiveError('member %r has an unsupported type %r' % (name, flag))
     if name == DB_NAME:
         expected, bound = 'file', MAX_MEMBER_BYTES[DB_NAME]
     elif name == KEYS_DIR_NAME:
@@ -278,7 +471,7 @@ def _member_kind(info):
     else:
         raise ArchiveError('unexpected member %r (a nexusctl backup holds only nexus.db, data/keys '
                            'and data/keys/*.key)' % name)
-    kind = 'dir' if info.isdir() else 'file'
+    kind = 'dir' if flag == DIR_TYPE else 'file'
     if kind != expected:
         raise ArchiveError('member %r should be a %s but is a %s' % (name, expected, kind))
     if info.size > bound:
@@ -294,8 +487,8 @@ def _private_dir(path):
             raise
 
 
-def _extract_file(tar, info, target):
-    src = tar.extractfile(info)
+def _extract_file(src, info, target):
+    """Copy exactly ``info.size`` bytes of the stream (what is written is what was read) and the padding."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o600)
     with os.fdopen(fd, 'wb') as fh:
         # Decryption and gunzip here, writing in a worker thread: about equal halves.
@@ -307,38 +500,45 @@ def _extract_file(tar, info, target):
                     raise ArchiveError('member %r is truncated' % info.name)
                 out.write(chunk)
                 remaining -= len(chunk)
+    pad = _padding(info.size)
+    if pad and len(_read_exact(src, pad)) != pad:
+        raise ArchiveError('member %r is truncated' % info.name)
 
 
 def _extract_stream(src, staging_dir, max_total_bytes):
+    """Read the tar straight from the gunzip stream, 512-byte header by header (no tarfile: its
+    readers load extended headers whole and recurse over chains of them)."""
     gunzip = _GunzipReader(src, max_total_bytes)
     members = []
     seen = set()
-    try:
-        tar = tarfile.open(fileobj=gunzip, mode='r|', errorlevel=2, bufsize=CHUNK_SIZE)
-    except tarfile.ReadError as exc:
-        raise ArchiveError('the backup payload is not a tar archive (%s)' % exc)
-    try:
-        for info in tar:
-            if len(seen) >= MAX_MEMBERS:
-                raise ArchiveError('the archive has more than %d members' % MAX_MEMBERS)
-            info.name = info.name.rstrip('/') if info.isdir() else info.name
-            kind = _member_kind(info)
-            if info.name in seen:
-                raise ArchiveError('member %r appears more than once' % info.name)
-            seen.add(info.name)
-            target = os.path.join(staging_dir, *info.name.split('/'))
-            parent = staging_dir
-            for part in info.name.split('/')[:-1]:
-                parent = os.path.join(parent, part)
-                _private_dir(parent)
-            if kind == 'dir':
-                _private_dir(target)
-            else:
-                _extract_file(tar, info, target)
-            members.append({'name': info.name, 'size': info.size, 'type': kind, 'mode': info.mode & 0o7777,
-                            'path': target})
-    except tarfile.TarError as exc:
-        raise ArchiveError('the backup payload is not a valid tar archive (%s)' % exc)
+    while True:
+        try:
+            info = _next_header(gunzip, first=not members)
+        except _HeaderError as exc:
+            if members:
+                raise ArchiveError('the backup payload is not a valid tar archive (%s)' % exc)
+            raise ArchiveError('the backup payload is not a tar archive (%s)' % exc)
+        if info is None:
+            break
+        if len(seen) >= MAX_MEMBERS:
+            raise ArchiveError('the archive has more than %d members' % MAX_MEMBERS)
+        if info.typeflag == DIR_TYPE:
+            info.name = info.name.rstrip('/')
+        kind = _member_kind(info)
+        if info.name in seen:
+            raise ArchiveError('member %r appears more than once' % info.name)
+        seen.add(info.name)
+        target = os.path.join(staging_dir, *info.name.split('/'))
+        parent = staging_dir
+        for part in info.name.split('/')[:-1]:
+            parent = os.path.join(parent, part)
+            _private_dir(parent)
+        if kind == 'dir':
+            _private_dir(target)
+        else:
+            _extract_file(gunzip, info, target)
+        members.append({'name': info.name, 'size': info.size, 'type': kind, 'mode': info.mode & 0o7777,
+                        'path': target})
     gunzip.drain()
     return members
 

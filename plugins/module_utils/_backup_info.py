@@ -14,6 +14,7 @@ import datetime
 import fnmatch
 import os
 import re
+import stat
 import tempfile
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _retention, _verify
@@ -23,6 +24,7 @@ DEFAULT_PATTERN = 'nexus-backup-*.tar.gz.enc'
 SIDECAR_SUFFIX = _retention.SIDECAR_SUFFIX
 SIDECAR_LINE_RE = re.compile(r'^([0-9a-fA-F]{64}) [ *](.+)$')
 STAGING_PREFIX = '.nexus-verify-'
+SIDECAR_MAX_BYTES = 4096  # one sha256sum line: 64 hex digits, two separators, a file name
 
 
 class InfoError(Exception):
@@ -47,10 +49,18 @@ def find_backups(path, pattern=DEFAULT_PATTERN):
 def sidecar_state(path):
     """'ok', 'mismatch' or 'missing' for the ``sha256sum``-format sidecar ``<path>.sha256``."""
     try:
-        with open(path + SIDECAR_SUFFIX, 'r') as fh:
-            line = fh.readline().strip()
+        # No link, FIFO or device is followed or waited on; one bounded line is read.
+        fd = os.open(path + SIDECAR_SUFFIX, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_NOFOLLOW', 0))
     except (IOError, OSError):
         return 'missing'
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return 'mismatch'
+        line = os.read(fd, SIDECAR_MAX_BYTES).decode('utf-8', 'replace').split('\n', 1)[0].strip()
+    except (IOError, OSError):
+        return 'missing'
+    finally:
+        os.close(fd)
     match = SIDECAR_LINE_RE.match(line)
     if not match or os.path.basename(match.group(2)) != os.path.basename(path):
         return 'mismatch'
@@ -72,7 +82,11 @@ def describe(path):
 
 
 def verify(path, backup_password, key_password=None, tmp_dir=None):
-    """Validate one backup as a restore would; a bad backup is a result (``valid: false``), not an error."""
+    """Validate one backup as a restore would; a bad backup is a result (``valid: false``), not an error.
+
+    Only a staging directory that cannot be created fails the whole listing; anything one file
+    provokes (even an unexpected exception) is that file's ``error``.
+    """
     parent = tmp_dir or tempfile.gettempdir()
     try:
         staging = make_private_dir(parent, STAGING_PREFIX)
@@ -83,12 +97,21 @@ def verify(path, backup_password, key_password=None, tmp_dir=None):
         return {'valid': True, 'error': None, 'members': staged.members, 'secrets': staged.secrets,
                 'integrity': staged.integrity, 'keyring_verified': staged.keyring_verified}
     except _verify.BackupInvalid as exc:
-        return {'valid': False, 'error': str(exc), 'members': [], 'secrets': None, 'integrity': None,
-                'keyring_verified': False}
+        return _invalid(str(exc))
     except (IOError, OSError) as exc:
-        raise InfoError('cannot verify %s: staging in %s failed: %s' % (path, parent, exc))
+        # Per file: one backup too large for the staging filesystem must not hide the others.
+        return _invalid('cannot verify %s: staging in %s failed: %s' % (path, parent, exc.strerror or exc))
+    except Exception as exc:  # pylint: disable=broad-except
+        # Whatever one hostile file provokes, the listing and the other files' checks go on.
+        return _invalid('cannot verify %s: unexpected %s while reading it; treat it as invalid'
+                        % (path, type(exc).__name__))
     finally:
         remove_tree(staging)
+
+
+def _invalid(error):
+    return {'valid': False, 'error': error, 'members': [], 'secrets': None, 'integrity': None,
+            'keyring_verified': False}
 
 
 def _sort_key(entry):

@@ -103,21 +103,37 @@ def _ro_connect(db_path):
 
 
 def check_schema(db_path):
-    """Raise BackupInvalid unless the database has NEXUS's tables and columns."""
+    """Raise BackupInvalid unless the database holds NEXUS's tables and columns, and nothing else.
+
+    Schema objects NEXUS never creates (views, triggers, virtual tables, expression or partial
+    indexes, unknown tables) are refused before any SQL evaluates them (``_sqlite.check_schema``).
+    """
+    try:
+        tables = set(_sqlite.check_schema(db_path))
+    except _sqlite.SchemaError as exc:
+        raise BackupInvalid('nexus.db in the backup is not a NEXUS database: %s' % exc.detail)
+    except _sqlite.DatabaseTimeout as exc:
+        raise BackupInvalid('nexus.db in the backup: %s' % exc)
+    except sqlite3.DatabaseError as exc:
+        raise BackupInvalid('nexus.db in the backup is not a readable SQLite database: %s' % exc)
+    if not tables:
+        raise BackupInvalid('nexus.db in the backup holds no tables at all (a nexusctl backup taken '
+                            'while the server ran misses the WAL); it cannot be restored')
     conn = _ro_connect(db_path)
     try:
-        tables = set(row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
-        if not tables:
-            raise BackupInvalid('nexus.db in the backup holds no tables at all (a nexusctl backup taken '
-                                'while the server ran misses the WAL); it cannot be restored')
+        deadline = _sqlite.guard(conn, _sqlite.deadline_for(db_path))
         for table, columns in sorted(REQUIRED_SCHEMA.items()):
             if table not in tables:
                 raise BackupInvalid('nexus.db in the backup is not a NEXUS database: table %r is missing' % table)
-            have = set(row[1] for row in conn.execute('PRAGMA table_info(%s)' % table))
+            rows = _sqlite.run_bounded(conn, deadline, 'PRAGMA table_info(%s)' % table, 'reading the schema',
+                                       db_path)
+            have = set(row[1] for row in rows)
             missing = [c for c in columns if c not in have]
             if missing:
                 raise BackupInvalid('nexus.db in the backup is not a NEXUS database: table %r lacks %s'
                                     % (table, ', '.join(missing)))
+    except _sqlite.DatabaseTimeout as exc:
+        raise BackupInvalid('nexus.db in the backup: %s' % exc)
     except sqlite3.DatabaseError as exc:
         raise BackupInvalid('nexus.db in the backup is not a readable SQLite database: %s' % exc)
     finally:
@@ -204,13 +220,16 @@ def stage_working_dir(src_dir, staging_dir, key_password=None):
 
 def _validate(staged, key_password):
     _check_members(staged)
+    # The schema first: integrity_check would evaluate a hostile index expression or CHECK.
+    check_schema(staged.db_path)
     try:
         problem = _sqlite.integrity_check(staged.db_path)
+    except _sqlite.DatabaseTimeout as exc:
+        raise BackupInvalid('nexus.db in the backup: %s' % exc)
     except sqlite3.DatabaseError as exc:
         problem = str(exc)
     if problem:
         raise BackupInvalid('nexus.db in the backup fails PRAGMA integrity_check: %s' % problem)
-    check_schema(staged.db_path)
     staged.integrity = 'ok'
     try:
         staged.secrets = _sqlite.count_live_secrets(staged.db_path)

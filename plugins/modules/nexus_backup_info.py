@@ -16,10 +16,12 @@ description:
     in their name, size, modification time and the state of their C(sha256sum) sidecar.
   - With O(backup_password), verifies each one exactly as M(nexus.secrets.nexus_restore) would
     before restoring it, without restoring it. It decrypts and unpacks into a private temporary
-    directory (removed afterwards). Then it checks the AES-GCM tag, the archive members, SQLite
-    C(PRAGMA integrity_check) and NEXUS's tables, counts the live secrets, and with O(key_password)
-    checks that the keyring unlocks. This is the backup guide's "test restores regularly",
-    automated.
+    directory (removed afterwards). Then it checks the AES-GCM tag, the archive members, that the
+    database holds NEXUS's schema and nothing else, SQLite C(PRAGMA integrity_check), counts the live
+    secrets, and with O(key_password) checks that the keyring unlocks. This is the backup guide's
+    "test restores regularly", automated.
+  - A backup that fails any check, in any way, is listed with RV(backups[].valid=false) and its
+    RV(backups[].error); the other backups are still listed and verified.
   - Never changes anything.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -133,7 +135,7 @@ backups:
       description: Whether the backup passed every check. Only when verifying.
       type: bool
     error:
-      description: Why it is not valid; null when it is. Only when verifying.
+      description: Why it is not valid (a hostile or damaged file included); null when it is. Only when verifying.
       type: str
     members:
       description: Archive members (name, size, type, mode). Only when verifying.

@@ -1,7 +1,7 @@
 """Real NEXUS data dirs for the crash tests, and their *state*: the hashes of every file NEXUS reads.
 
 A data dir is made by the reference server itself (schema, keyring, secrets through the API), then
-padded with an extra table of random bytes so that decrypting and unpacking a backup of it take
+padded with version rows of random bytes so that decrypting and unpacking a backup of it take
 several 1 MiB stream chunks. ``killed=True`` leaves it as ``kill -9`` does: ``nexus.db-wal``/``-shm``
 beside the database, committed rows still in the WAL.
 """
@@ -13,18 +13,24 @@ import os
 import sqlite3
 
 from tests.nexus_server.harness import NexusServer
+from tests.nexus_server.storage_sqlite import SCHEMA
 
 LIVE_NAMES = ('nexus.db', 'nexus.db-wal', 'nexus.db-shm', 'nexus.db-journal')
 RESTORE_LEFTOVER_PREFIXES = ('.nexus-restore', '..nexus-restore')
 
 
-def _pad(db_path, padding_bytes):
+def pad_versions(db_path, padding_bytes):
+    """Add ``padding_bytes`` of random version rows of a secret nobody reads (NEXUS's own schema:
+    a table NEXUS never creates would make the database refused)."""
     conn = sqlite3.connect(str(db_path))
     try:
-        conn.execute('CREATE TABLE reliability_padding (blob BLOB NOT NULL)')
+        for statement in SCHEMA:
+            conn.execute(statement)
         chunk = 64 * 1024
-        conn.executemany('INSERT INTO reliability_padding VALUES (?)',
-                         [(os.urandom(chunk),) for dummy in range(max(1, padding_bytes // chunk))])
+        conn.executemany("INSERT INTO secret_versions (id, secret_id, version, value, created_at, created_by) "
+                         "VALUES (?, 'reliability-padding', ?, ?, '2025-01-01T00:00:00Z', 'padding')",
+                         [('padding-%d' % i, i + 1, os.urandom(chunk))
+                          for i in range(max(1, padding_bytes // chunk))])
         conn.commit()
     finally:
         conn.close()  # last connection: checkpoints and removes -wal/-shm
@@ -46,7 +52,7 @@ def make_data_dir(workdir, key_password, prefix, secrets=5, padding_bytes=0, kil
     finally:
         server.stop()
     if padding_bytes:
-        _pad(server.db_path, padding_bytes)
+        pad_versions(server.db_path, padding_bytes)
     if killed:
         server.start()
         try:

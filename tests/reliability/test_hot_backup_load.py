@@ -21,7 +21,7 @@ import pytest
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _restore, _swap, _verify
 from tests.nexus_server.harness import ApiClient, NexusServer
-from tests.reliability import killpoints
+from tests.reliability import datadirs, killpoints
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('reliability')]
 
@@ -75,14 +75,7 @@ class Writers(object):
 
 
 def pad(db_path):
-    conn = sqlite3.connect(str(db_path))
-    try:
-        conn.execute('CREATE TABLE reliability_padding (blob BLOB NOT NULL)')
-        conn.executemany('INSERT INTO reliability_padding VALUES (?)',
-                         [(os.urandom(64 * 1024),) for dummy in range(PADDING_BYTES // (64 * 1024))])
-        conn.commit()
-    finally:
-        conn.close()
+    datadirs.pad_versions(db_path, PADDING_BYTES)
 
 
 def secret_paths(db_path):
@@ -96,7 +89,7 @@ def secret_paths(db_path):
 def test_repeated_hot_backups_under_load_lose_no_acknowledged_write(nexus_server_factory, tmp_path):
     workdir = tmp_path / 'nexus'
     workdir.mkdir()
-    pad(workdir / 'nexus.db')  # the server adds its schema beside the padding table
+    pad(workdir / 'nexus.db')  # NEXUS's schema, padded; the server finds its tables there
     server = nexus_server_factory(workdir=workdir, key_password=KEY_PASSWORD)
     writers = Writers(server.url, server.token())
     for thread in writers.threads:
