@@ -161,7 +161,7 @@ def main():
             'nexus_backup_key_password': key_password, 'nexus_backup_keep_last': 7,
             'nexus_dr_backup_password': backup_password, 'nexus_dr_key_password': key_password,
             'nexus_dr_api_password': 'admin', 'nexus_dr_data_dir': str(SERVER_DIR),
-            'nexus_dr_backup_path': str(BACKUP_DIR), 'nexus_dr_url': url,
+            'nexus_dr_backup_path': str(BACKUP_DIR / 'demo-nexus'), 'nexus_dr_url': url,
             'nexus_dr_stop_command': '%s %s stop --workdir %s' % (sys.executable, CTL, SERVER_DIR),
             'nexus_dr_start_command': start_command(port), 'nexus_dr_environment_file': str(ENV_FILE),
             'nexus_dr_owner': '', 'nexus_dr_group': '', 'nexus_dr_environment_owner': '',

@@ -11,7 +11,9 @@ collection.
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
+import ctypes.util
+import datetime
 import errno
 import fcntl
 import hashlib
@@ -27,10 +29,97 @@ from ansible_collections.nexus.secrets.plugins.module_utils._sqlite import Datab
 
 PRIVATE_PREFIX = '.nexus-backup-'
 WRITE_BUFFER = 1024 * 1024
+# A default (timestamped) name that is taken moves on by one second at a time, this often at most.
+NAME_ATTEMPTS = 600
+RENAME_NOREPLACE = 1  # linux/fs.h
+# Filesystems without hard links answer link() with one of these; RENAME_NOREPLACE is tried then.
+_NO_LINK_ERRNOS = frozenset(getattr(errno, name) for name in ('EPERM', 'EOPNOTSUPP', 'ENOTSUP', 'EMLINK', 'ENOSYS')
+                            if hasattr(errno, name))
 
 
 class BackupError(Exception):
     """A user-facing reason why no backup was made."""
+
+
+class BackupBusy(BackupError):
+    """Another backup holds the destination's lock; that run is making the backup."""
+
+
+def candidate_names(name=None, now=None):
+    """The names a backup may take, in order: an explicit ``name`` alone, else nexusctl's timestamped
+    name for ``now`` and then the following seconds (names retention still recognises), so a second
+    backup in the same second gets the next free second instead of replacing the first."""
+    if name:
+        return [validate_name(name)]
+    first = (now or datetime.datetime.now()).replace(microsecond=0)
+    return [backup_name(first + datetime.timedelta(seconds=step)) for step in range(NAME_ATTEMPTS)]
+
+
+def name_is_free(dest_dir, name):
+    """Neither the backup nor its sidecar exists (a link counts as existing)."""
+    path = os.path.join(dest_dir, name)
+    return not (os.path.lexists(path) or os.path.lexists(path + SIDECAR_SUFFIX))
+
+
+def predict_path(dest_dir, name=None, now=None):
+    """The path ``create_backup`` would write now (check mode), or BackupError when an explicit name is taken."""
+    names = candidate_names(name, now)
+    for candidate in names:
+        if not os.path.isdir(dest_dir) or name_is_free(dest_dir, candidate):
+            return os.path.join(dest_dir, candidate)
+    raise _taken(dest_dir, names)
+
+
+def _taken(dest_dir, names):
+    if len(names) == 1:
+        return BackupError('%s already exists; a backup never replaces an existing file: choose another name '
+                           'or remove it first' % os.path.join(dest_dir, names[0]))
+    return BackupError('no free backup name in %s from %s to %s; a backup never replaces an existing file'
+                       % (dest_dir, names[0], names[-1]))
+
+
+_LIBC = []
+
+
+def _renameat2_noreplace(src, dst):
+    """rename(2) that fails with EEXIST instead of replacing ``dst`` (Linux renameat2 RENAME_NOREPLACE)."""
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(ctypes.util.find_library('c') or None, use_errno=True))
+    func = getattr(_LIBC[0], 'renameat2', None)
+    if func is None:
+        raise OSError(errno.ENOSYS, 'renameat2 is not available')
+    at_fdcwd = -100
+    if func(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), RENAME_NOREPLACE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), dst)
+
+
+def publish_noreplace(src, dst):
+    """Give the complete file ``src`` the name ``dst`` atomically, never replacing an existing ``dst``.
+
+    ``link()`` fails with EEXIST when ``dst`` exists; where the filesystem has no hard links,
+    ``renameat2(RENAME_NOREPLACE)`` does the same. A filesystem with neither is refused: a backup
+    is never allowed to replace a file. Raises FileExistsError when ``dst`` exists.
+    """
+    try:
+        os.link(src, dst)
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:
+            raise FileExistsError(errno.EEXIST, 'File exists', dst)
+        if exc.errno not in _NO_LINK_ERRNOS:
+            raise
+        try:
+            _renameat2_noreplace(src, dst)
+        except OSError as exc2:
+            if exc2.errno == errno.EEXIST:
+                raise FileExistsError(errno.EEXIST, 'File exists', dst)
+            if exc2.errno in (errno.EINVAL, errno.ENOSYS) or exc2.errno in _NO_LINK_ERRNOS:
+                raise BackupError('the filesystem of %s supports neither hard links nor RENAME_NOREPLACE, so a '
+                                  'backup could not be written without risking to replace a file'
+                                  % os.path.dirname(dst))
+            raise
+        return
+    os.unlink(src)
 
 
 def validate_name(name):
@@ -98,8 +187,8 @@ def _hold_dest(dest_dir):
     except OSError as exc:
         os.close(fd)
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise BackupError('another backup into %s is already running; not starting a second one'
-                              % dest_dir)
+            raise BackupBusy('another backup into %s is already running; not starting a second one'
+                             % dest_dir)
         return None
     remove_stale_private_dirs(dest_dir)
     return fd
@@ -110,20 +199,25 @@ def sidecar_line(sha256, name):
     return '%s  %s\n' % (sha256, name)
 
 
-def create_backup(db_path, keys_dir, dest_dir, password, name=None, mode=0o600):
+def create_backup(db_path, keys_dir, dest_dir, password, name=None, mode=0o600, now=None):
     """Write ``<dest_dir>/<name>`` and its ``.sha256`` sidecar; return what was written.
 
     Returns ``{'path', 'size', 'sha256', 'members', 'secrets'}``. ``keys_dir`` None archives the
     database alone. Any failure (a full disk included) leaves neither a partial file under the
     final name nor temporary files, and raises BackupError; the temporary files of a backup that
     was killed are removed by the next one.
+
+    An existing file is never replaced: an explicit ``name`` that exists fails before any work;
+    the default timestamped name moves on to the next free second (``candidate_names``).
+    ``now`` (default: the current local time) is the time the default name is made from.
+    Raises BackupBusy when another backup into ``dest_dir`` runs.
     """
-    name = validate_name(name or backup_name())
+    names = candidate_names(name, now)
     check_sources(db_path, keys_dir)
     ensure_dest_dir(dest_dir)
-    final_path = os.path.join(dest_dir, name)
-    if os.path.isdir(final_path):
-        raise BackupError('%s is a directory' % final_path)
+    final_path = os.path.join(dest_dir, names[0])
+    if len(names) == 1 and not name_is_free(dest_dir, names[0]):
+        raise _taken(dest_dir, names)
     lock_fd = _hold_dest(dest_dir)
     try:
         try:
@@ -131,7 +225,7 @@ def create_backup(db_path, keys_dir, dest_dir, password, name=None, mode=0o600):
         except OSError as exc:
             raise BackupError('cannot write to dest %s: %s' % (dest_dir, exc.strerror or exc))
         try:
-            return _create_in(private, db_path, keys_dir, dest_dir, final_path, password, mode)
+            return _create_in(private, db_path, keys_dir, dest_dir, names, password, mode)
         except (OSError, IOError) as exc:
             raise BackupError('backup to %s failed: %s' % (final_path, exc.strerror or exc))
         except (DatabaseError, EnvelopeError, ArchiveError) as exc:
@@ -143,7 +237,7 @@ def create_backup(db_path, keys_dir, dest_dir, password, name=None, mode=0o600):
             os.close(lock_fd)
 
 
-def _create_in(private, db_path, keys_dir, dest_dir, final_path, password, mode):
+def _create_in(private, db_path, keys_dir, dest_dir, names, password, mode):
     db_mode = stat.S_IMODE(os.stat(db_path).st_mode)
     temp_path = os.path.join(private, 'backup.tmp')
     sha256 = hashlib.sha256()
@@ -161,23 +255,42 @@ def _create_in(private, db_path, keys_dir, dest_dir, final_path, password, mode)
     os.chmod(temp_path, mode)
     digest = sha256.hexdigest()
 
-    sidecar_temp = os.path.join(private, 'sidecar.tmp')
-    sidecar_fd = os.open(sidecar_temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(sidecar_fd, 'w') as fh:
-        fh.write(sidecar_line(digest, os.path.basename(final_path)))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(sidecar_temp, mode)
-
-    os.replace(temp_path, final_path)
-    try:
-        os.replace(sidecar_temp, final_path + SIDECAR_SUFFIX)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(final_path)
-        raise
+    for name in names:
+        final_path = os.path.join(dest_dir, name)
+        if not name_is_free(dest_dir, name):
+            continue
+        sidecar_temp = os.path.join(private, 'sidecar.tmp')
+        sidecar_fd = os.open(sidecar_temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(sidecar_fd, 'w') as fh:
+            fh.write(sidecar_line(digest, name))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(sidecar_temp, mode)
+        try:
+            publish_noreplace(temp_path, final_path)
+        except FileExistsError:
+            continue  # taken since the check (another writer in a shared directory): the next name
+        try:
+            publish_noreplace(sidecar_temp, final_path + SIDECAR_SUFFIX)
+        except FileExistsError:
+            _unpublish(final_path, temp_path)  # an orphan sidecar took the name: the next name
+            continue
+        except BaseException:
+            _unpublish(final_path, temp_path)
+            raise
+        break
+    else:
+        raise _taken(dest_dir, names)
     _fsutil.fsync_path(dest_dir)
     return {'path': final_path, 'size': out.size, 'sha256': digest, 'members': members, 'secrets': secrets}
+
+
+def _unpublish(final_path, temp_path):
+    """Take back our own just-published backup (a link to ``temp_path``, or ``temp_path`` renamed)."""
+    if os.path.exists(temp_path):
+        os.unlink(final_path)
+    else:
+        os.rename(final_path, temp_path)
 
 
 def remove_backup(path):

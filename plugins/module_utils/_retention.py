@@ -87,3 +87,23 @@ def plan_retention(backups, keep_last=None, keep_days=None, keep_daily=None, kee
         keep |= _bucket_keepers(ordered, keep_monthly, lambda when: (when.year, when.month))
     return ([path for path, _when in ordered if path in keep],
             [path for path, _when in ordered if path not in keep])
+
+
+KEEP_RULES = ('keep_last', 'keep_days', 'keep_daily', 'keep_weekly', 'keep_monthly')
+
+
+def plan_prune(directory, rules, new_path=None, now=None):
+    """The backups in ``directory`` that ``rules`` (``{keep_*: N}``) would remove, newest first.
+
+    ``new_path`` (a backup being written, or just written) counts as present and is never pruned.
+    Only files named like nexusctl backups are considered; another host's sub-directory never is.
+    """
+    rules = dict((key, rules.get(key)) for key in KEEP_RULES)
+    if not any(rules.values()) or not os.path.isdir(directory):
+        return []
+    backups = [item for item in find_backups(directory) if item[0] != new_path]
+    new_time = parse_backup_time(new_path) if new_path else None
+    if new_time is not None:
+        backups.append((new_path, new_time))
+    dummy, prune = plan_retention(backups, now=now, **rules)
+    return [path for path in prune if path != new_path]

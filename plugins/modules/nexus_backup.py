@@ -51,7 +51,8 @@ options:
   name:
     description:
       - File name of the backup. Default is nexusctl's C(nexus-backup-YYYY-MM-DD-HHMMSS.tar.gz.enc) in
-        the managed host's local time.
+        the managed host's local time (the next free second when that name is taken).
+      - A name that already exists fails; a backup never replaces a file.
       - Retention only ever considers files named in that pattern.
     type: str
   mode:
@@ -97,7 +98,16 @@ notes:
     keyring inside is itself encrypted with the keyring password (E(NEXUS_KEY_PASSWORD)). Keep the
     backup password and the keyring password apart from the backups.
   - One backup runs per O(dest) at a time (an exclusive lock on the directory); a second one fails at
-    once with a message saying a backup is already running, so a scheduled run never overlaps a slow one.
+    once with a message saying a backup is already running and RV(busy=true), so a scheduled run never
+    overlaps a slow one.
+  - An existing file is never replaced. When the default name is taken (a second backup in the same
+    second, or another host writing to the same directory), the backup takes the next free second's
+    name, which retention still recognises. An explicit O(name) that exists fails before any work.
+    The file is published with C(link()) (or C(renameat2(RENAME_NOREPLACE)) where the filesystem has
+    no hard links), which never replaces a file.
+  - Several hosts sharing one backup directory each need their own O(dest) (the C(nexus.secrets.backup)
+    role writes into C(<dest>/<inventory_hostname>)); retention only ever looks at the files directly
+    in O(dest).
 seealso:
   - module: nexus.secrets.nexus_restore
   - module: nexus.secrets.nexus_backup_info
@@ -182,6 +192,15 @@ pruned:
   type: list
   elements: str
   sample: [/var/backups/nexus/nexus-backup-2025-11-01-001500.tar.gz.enc]
+busy:
+  description:
+    - V(true) when no backup was made because another backup into O(dest) was running (the task fails).
+      That run is making the backup, so a scheduler can treat this as "skipped", not as an error.
+    - V(false) otherwise.
+  returned: always, except when an option is invalid
+  type: bool
+  sample: false
+  version_added: 0.3.0
 '''
 
 import grp
@@ -251,14 +270,7 @@ def check_owner(module):
 
 def plan_prune(dest, new_path, rules):
     """Backups retention would remove once ``new_path`` exists (never ``new_path`` itself)."""
-    if not any(rules.values()) or not os.path.isdir(dest):
-        return []
-    backups = [item for item in _retention.find_backups(dest) if item[0] != new_path]
-    new_time = _retention.parse_backup_time(new_path)
-    if new_time is not None:
-        backups.append((new_path, new_time))
-    _keep, prune = _retention.plan_retention(backups, **rules)
-    return [path for path in prune if path != new_path]
+    return _retention.plan_prune(dest, rules, new_path=new_path)
 
 
 def main():
@@ -276,24 +288,25 @@ def main():
     rules = retention_rules(module)
     check_owner(module)
     if not params['backup_password']:
-        module.fail_json(msg='backup_password must not be empty (or set NEXUS_BACKUP_PASSWORD)')
+        module.fail_json(msg='backup_password must not be empty (or set NEXUS_BACKUP_PASSWORD)', busy=False)
     try:
-        name = _backup.validate_name(params['name'] or _retention.backup_name())
         _backup.check_sources(db_path, keys_dir)
         if os.path.lexists(dest) and not os.path.isdir(dest):
             raise _backup.BackupError('dest %s exists and is not a directory' % dest)
+        path = _backup.predict_path(dest, params['name'])
     except _backup.BackupError as exc:
-        module.fail_json(msg=str(exc))
-    path = os.path.join(dest, name)
+        module.fail_json(msg=str(exc), busy=False)
 
     if module.check_mode:
         module.exit_json(changed=True, path=path, pruned=plan_prune(dest, path, rules),
-                         duration=round(time.time() - started, 3))
+                         duration=round(time.time() - started, 3), busy=False)
 
     try:
-        result = _backup.create_backup(db_path, keys_dir, dest, params['backup_password'], name=name, mode=mode)
+        result = _backup.create_backup(db_path, keys_dir, dest, params['backup_password'], name=params['name'],
+                                       mode=mode)
     except _backup.BackupError as exc:
-        module.fail_json(msg=str(exc), duration=round(time.time() - started, 3))
+        module.fail_json(msg=str(exc), duration=round(time.time() - started, 3),
+                         busy=isinstance(exc, _backup.BackupBusy))
 
     for target in (result['path'], result['path'] + _retention.SIDECAR_SUFFIX):
         module.set_owner_if_different(target, params['owner'], False)
@@ -307,12 +320,12 @@ def main():
     except OSError as exc:
         module.fail_json(msg='the backup %s was written, but pruning old backups failed: %s'
                          % (result['path'], exc.strerror or exc), changed=True, path=result['path'],
-                         pruned=pruned)
+                         pruned=pruned, busy=False)
 
     members = [dict(member, mode='%04o' % member['mode']) for member in result['members']]
     module.exit_json(changed=True, path=result['path'], size=result['size'], sha256=result['sha256'],
                      members=members, secrets=result['secrets'], pruned=pruned,
-                     duration=round(time.time() - started, 3))
+                     duration=round(time.time() - started, 3), busy=False)
 
 
 if __name__ == '__main__':

@@ -120,6 +120,9 @@ def test_installed_tarball_runs_every_module(tarball, tmp_path, nexus_server_fac
 
     backup = res.task('nexus_backup')
     assert backup['changed'] and Path(backup['path']).is_file() and backup['secrets'] == len(SECRETS)
+    assert res.task('nexus_backup_prune')['kept'] == [backup['path']]
+    metrics = res.task('nexus_backup_metrics')
+    assert 'nexus_backup_secrets %d\n' % len(SECRETS) in metrics['metrics'] and Path(metrics['path']).is_file()
     info = res.task('nexus_backup_info')
     assert info['verified'] and info['latest']['valid'] and info['latest']['keyring_verified']
     assert info['latest']['path'] == backup['path']

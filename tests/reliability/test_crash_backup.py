@@ -35,7 +35,7 @@ NEXT = 'nexus-backup-2026-01-03-000000.tar.gz.enc'
 PHASES = ('preflight', 'snapshot', 'archive', 'encrypt', 'publish', 'retention')
 KILLS_PER_PHASE = {'preflight': 3, 'snapshot': 5, 'archive': 6, 'encrypt': 6, 'publish': 4, 'retention': 2}
 # Right before a name in dest appears or disappears, and right before SQLite copies the database.
-PREFERRED = ('os.replace', 'os.rename', 'os.unlink', 'os.rmdir', 'sqlite3.backup')
+PREFERRED = ('os.replace', 'os.rename', 'os.link', 'os.unlink', 'os.rmdir', 'sqlite3.backup')
 MODULE_SAMPLE_EVERY = 10
 
 

@@ -17,6 +17,7 @@ from tests.integration.backup.independent_reader import read_backup
 
 PASSWORD = 'fault-backup-password'
 NAME = 'nexus-backup-2026-01-01-000000.tar.gz.enc'
+PREVIOUS = 'nexus-backup-2025-12-31-000000.tar.gz.enc'
 
 
 @pytest.fixture
@@ -31,16 +32,16 @@ def live(nexus_server):
 def dest(tmp_path):
     path = tmp_path / 'dest'
     path.mkdir(mode=0o700)
-    # An earlier backup under the same name must survive a failed attempt untouched.
-    (path / NAME).write_bytes(b'previous backup')
-    (path / (NAME + '.sha256')).write_text('previous sidecar\n')
+    # An earlier backup must survive a failed attempt untouched.
+    (path / PREVIOUS).write_bytes(b'previous backup')
+    (path / (PREVIOUS + '.sha256')).write_text('previous sidecar\n')
     return path
 
 
 def assert_untouched(dest):
-    assert sorted(os.listdir(str(dest))) == [NAME, NAME + '.sha256']
-    assert (dest / NAME).read_bytes() == b'previous backup'
-    assert (dest / (NAME + '.sha256')).read_text() == 'previous sidecar\n'
+    assert sorted(os.listdir(str(dest))) == [PREVIOUS, PREVIOUS + '.sha256']
+    assert (dest / PREVIOUS).read_bytes() == b'previous backup'
+    assert (dest / (PREVIOUS + '.sha256')).read_text() == 'previous sidecar\n'
 
 
 @pytest.mark.parametrize('fail_after', [0, 100, 256 * 1024])
@@ -95,10 +96,11 @@ def test_snapshot_destination_fills_up(live, dest, monkeypatch):
     assert_untouched(dest)
 
 
-def test_success_replaces_the_previous_file_atomically(live, dest):
+def test_success_publishes_beside_the_previous_file(live, dest):
     result = create_backup(str(live.db_path), str(live.keys_dir), str(dest), PASSWORD, name=NAME)
     assert result['path'] == str(dest / NAME) and result['secrets'] == 200
-    assert sorted(os.listdir(str(dest))) == [NAME, NAME + '.sha256']
+    assert sorted(os.listdir(str(dest))) == sorted([NAME, NAME + '.sha256', PREVIOUS, PREVIOUS + '.sha256'])
+    assert (dest / PREVIOUS).read_bytes() == b'previous backup'
     assert [m['name'] for m in read_backup(result['path'], PASSWORD)][0] == 'nexus.db'
     assert (dest / (NAME + '.sha256')).read_text() == '%s  %s\n' % (result['sha256'], NAME)
 

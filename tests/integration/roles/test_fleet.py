@@ -68,7 +68,8 @@ def host_vars(tmp_path, ports, **overrides):
             'nexus_backup_data_dir': str(host_dir / 'nexus'),
             'nexus_backup_dest': str(host_dir / 'backups'),
             'nexus_dr_data_dir': str(host_dir / 'nexus'),
-            'nexus_dr_backup_path': str(host_dir / 'backups'),
+            # The backup role writes into <nexus_backup_dest>/<inventory_hostname>.
+            'nexus_dr_backup_path': str(host_dir / 'backups' / host),
             'nexus_dr_url': 'http://127.0.0.1:%d' % ports[host],
             'nexus_dr_environment_file': str(host_dir / 'environment'),
             'nexus_dr_stop_command': '%s %s stop --workdir %s/nexus' % (sys.executable, CTL, host_dir),
@@ -125,7 +126,7 @@ def test_fleet_backup_then_disaster_recovery(fleet, tmp_path):
     assert res.stats['nexus-c']['failures'] == 1
     summary = list(task_results(res, 'Show the fleet backup summary'))[0]
     assert '2 of 3 hosts backed up, 1 failed' in next(iter(summary.values()))['msg']
-    assert not (tmp_path / 'nexus-c' / 'backups').exists() or not list((tmp_path / 'nexus-c' / 'backups').glob('*.enc'))
+    assert not (tmp_path / 'nexus-c' / 'backups').exists() or not list((tmp_path / 'nexus-c' / 'backups').rglob('*.enc'))
 
     inventory = write_inventory(tmp_path / 'inventory.yml', host_vars(tmp_path, ports))
     res = run_playbook(REPO / 'playbooks' / 'backup.yml', inventory=inventory, extra_vars=common)

@@ -76,7 +76,7 @@ def test_fleet_to_one_bucket_twice_with_keep_last_1_then_disaster_recovery_from_
     assert second.rc == 0, second.stdout[-6000:] + second.stderr[-3000:]
 
     for host in HOSTS:
-        local = sorted((tmp_path / host / 'backups').glob('nexus-backup-*.tar.gz.enc'))
+        local = sorted((tmp_path / host / 'backups' / host).glob('nexus-backup-*.tar.gz.enc'))  # <dest>/<inventory_hostname>
         assert len(local) == 1
         newest = local[0].name
         assert first_objects[host][0] != newest, 'the second run made a new backup'
