@@ -165,7 +165,8 @@ def main():
             'nexus_dr_stop_command': '%s %s stop --workdir %s' % (sys.executable, CTL, SERVER_DIR),
             'nexus_dr_start_command': start_command(port), 'nexus_dr_environment_file': str(ENV_FILE),
             'nexus_dr_owner': '', 'nexus_dr_group': '', 'nexus_dr_environment_owner': '',
-            'nexus_dr_environment_group': '', 'nexus_dr_report_dir': str(REPORT_DIR)}))
+            'nexus_dr_environment_group': '', 'nexus_dr_report_dir': str(REPORT_DIR),
+            'nexus_dr_hosts': 'demo-nexus', 'nexus_dr_confirm': True, 'nexus_dr_install_deps': False}))
 
         step(3, 'Back up with playbooks/backup.yml', 'A consistent snapshot while the server runs (the WAL '
              'included), encrypted in nexusctl\'s format, then decrypted again to prove it is usable.')

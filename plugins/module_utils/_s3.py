@@ -60,11 +60,11 @@ class S3Error(Exception):
     """A clear, user-facing failure of an object-storage operation."""
 
 
-def missing_dependency():
-    """``(name, traceback)`` when boto3 cannot be imported, else None."""
+def require_boto3(module):
+    """``module.fail_json`` with ``missing_required_lib`` when boto3 cannot be imported."""
     if not HAS_BOTO3:
-        return ('boto3', BOTO3_IMPORT_ERROR)
-    return None
+        from ansible.module_utils.basic import missing_required_lib
+        module.fail_json(msg=missing_required_lib('boto3'), exception=BOTO3_IMPORT_ERROR)
 
 
 def _describe(exc):

@@ -208,7 +208,7 @@ import os
 import pwd
 import time
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _backup, _crypto, _retention
 
@@ -275,9 +275,7 @@ def plan_prune(dest, new_path, rules):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    missing = _crypto.missing_dependency()
-    if missing:
-        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+    _crypto.require_crypto(module)
     started = time.time()
     params = module.params
     data_dir = params['data_dir']

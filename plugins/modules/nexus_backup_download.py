@@ -135,7 +135,7 @@ sha256:
   type: str
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _s3
 
@@ -153,9 +153,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_if=[('list_only', False, ('dest',))])
     params = module.params
-    missing = _s3.missing_dependency()
-    if missing:
-        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+    _s3.require_boto3(module)
     try:
         before = _s3.parse_before(params['before'])
         client = _s3.client_from_params(params)

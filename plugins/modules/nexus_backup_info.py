@@ -174,7 +174,7 @@ verified:
   type: bool
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _backup_info, _crypto
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import nonempty_env_fallback
@@ -202,10 +202,7 @@ def main():
         check = bool(params['backup_password'])
     if check and not params['backup_password']:
         module.fail_json(msg='verify=true needs backup_password (or NEXUS_BACKUP_PASSWORD)')
-    if check:
-        missing = _crypto.missing_dependency()
-        if missing:
-            module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+    _crypto.require_crypto(module, needed=check)
     try:
         before = _backup_info.parse_before(params['before']) if params['before'] else None
         backups, latest = _backup_info.inventory(params['path'], params['pattern'], params['backup_password'],

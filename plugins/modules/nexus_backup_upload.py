@@ -169,7 +169,7 @@ duration:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _s3
 
@@ -191,9 +191,7 @@ def argument_spec():
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
-    missing = _s3.missing_dependency()
-    if missing:
-        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+    _s3.require_boto3(module)
     started = time.time()
     rules = {}
     for option in KEEP_OPTIONS:

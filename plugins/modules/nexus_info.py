@@ -224,7 +224,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
     nexus_argument_spec,
     nonempty_env_fallback,
 )
-from ansible_collections.nexus.secrets.plugins.module_utils._crypto import missing_dependency
+from ansible_collections.nexus.secrets.plugins.module_utils._crypto import require_crypto
 from ansible_collections.nexus.secrets.plugins.module_utils._info import (
     READ_CHOICES,
     BackupError,
@@ -269,9 +269,7 @@ def main():
         module.fail_json(msg='; '.join(bad))
     backup = None
     if params['compare_backup']:
-        missing = missing_dependency()
-        if missing:
-            module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+        require_crypto(module)
         try:
             backup = backup_secrets(params['compare_backup'], params['backup_password'], params['tmp_dir'])
         except BackupError as exc:

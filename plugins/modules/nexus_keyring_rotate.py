@@ -122,7 +122,7 @@ overridden:
   sample: []
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _keyring_rotation, _swap
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import nonempty_env_fallback
@@ -141,14 +141,12 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    missing = _crypto.missing_dependency()
-    if missing:
-        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+    _crypto.require_crypto(module)
     params = module.params
     layout = _swap.Layout(params['data_dir'], params['db_path'], params['keys_dir'])
     try:
         result = _keyring_rotation.rotate(layout, params['key_password'] or None, params['new_key_password'],
-                               force=params['force'], check_mode=module.check_mode)
+                                          force=params['force'], check_mode=module.check_mode)
     except _keyring_rotation.RekeyFailed as exc:
         module.fail_json(msg=str(exc), changed=False, keys_dir=layout.keys_dir, holders=exc.holders)
     for warning in result.pop('warnings'):

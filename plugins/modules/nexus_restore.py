@@ -272,7 +272,7 @@ duration:
 import os
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _health, _liveness, _restore, _swap
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import nonempty_env_fallback
@@ -334,9 +334,7 @@ def live_server_guard(module, layout):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     started = time.monotonic()
-    missing = _crypto.missing_dependency()
-    if missing:
-        module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
+    _crypto.require_crypto(module)
     params = module.params
     if not params['backup_password'] and not os.path.isdir(params['src']):
         module.fail_json(msg='backup_password is required (or set NEXUS_BACKUP_PASSWORD)')

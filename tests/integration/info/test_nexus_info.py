@@ -72,8 +72,8 @@ def test_foreign_keyring_and_stopped_server(nexus_server):
 
 def test_compare_backup(nexus_server, tmp_path):
     seed(nexus_server)
-    backup = run_module('nexus.secrets.nexus_backup', dict(data_dir=str(nexus_server.workdir), dest=str(tmp_path / 'b'),
-                                                          backup_password='bp'))
+    backup = run_module('nexus.secrets.nexus_backup', dict(data_dir=str(nexus_server.workdir),
+                                                           dest=str(tmp_path / 'b'), backup_password='bp'))
     assert not backup.get('failed'), backup
     args = dict(url=nexus_server.url, token=nexus_server.token(), read='none', compare_backup=backup['path'],
                 backup_password='bp')

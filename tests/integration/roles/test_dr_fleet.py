@@ -202,7 +202,7 @@ def test_fresh_host_recovered_and_verified_by_token_only(one_host, tmp_path):
     assert report['hosts'][0]['server_restarted'] is True
     # The same report is published with set_stats, for AWX's job artifacts.
     stats = res.task("nexus.secrets.disaster_recovery : Publish the report with the play's statistics",
-                         host='nexus-a')['ansible_stats']
+                     host='nexus-a')['ansible_stats']
     assert stats['data']['nexus_disaster_recovery_report'] == report and stats['aggregate'] is False
     assert token not in res.stdout + res.stderr
 

@@ -118,7 +118,8 @@ def test_fleet_to_one_bucket_twice_with_keep_last_1_then_disaster_recovery_from_
         'nexus_dr_backup_password': SECRETS['backup_password'], 'nexus_dr_api_password': SECRETS['api_password'],
         'nexus_dr_owner': '', 'nexus_dr_group': '', 'nexus_dr_environment_owner': '',
         'nexus_dr_environment_group': '', 'nexus_dr_report_dir': str(tmp_path / 'reports'),
-        'nexus_dr_health_timeout': 40, 'nexus_dr_s3_bucket': BUCKET})
+        'nexus_dr_health_timeout': 40, 'nexus_dr_s3_bucket': BUCKET,
+        'nexus_dr_hosts': 'nexus_servers', 'nexus_dr_confirm': True, 'nexus_dr_install_deps': False})
     assert res.rc == 0, res.stdout[-8000:] + res.stderr[-3000:]
 
     for host in HOSTS:
@@ -179,6 +180,7 @@ def test_one_broken_database_in_a_larger_fleet_fails_alone_the_others_upload(s3_
     shutil.rmtree(tmp_path / 'node00' / 'backups')
     drill = run_playbook(REPO / 'playbooks' / 'restore_drill.yml', inventory=inventory, env=s3_server.env(),
                          limit='node00', extra_vars={
+                             'nexus_drill_hosts': 'node00', 'nexus_drill_install_deps': False,
                              'nexus_drill_s3_bucket': BUCKET, 'nexus_drill_backup_password': SECRETS['backup_password'],
                              'nexus_drill_key_password': 'template-key', 'nexus_drill_api_password': 'admin',
                              'nexus_drill_server_command': '%s %s' % (sys.executable, REPO / 'tests' / 'nexus_server' / 'nexus.py'),
