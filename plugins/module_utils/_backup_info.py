@@ -81,7 +81,7 @@ def describe(path):
     }
 
 
-def verify(path, backup_password, key_password=None, tmp_dir=None):
+def verify(path, backup_password, key_password=None, tmp_dir=None, depth='full'):
     """Validate one backup as a restore would; a bad backup is a result (``valid: false``), not an error.
 
     Only a staging directory that cannot be created fails the whole listing; anything one file
@@ -93,9 +93,9 @@ def verify(path, backup_password, key_password=None, tmp_dir=None):
     except OSError as exc:
         raise InfoError('cannot create a private staging directory in %s: %s' % (parent, exc.strerror or exc))
     try:
-        staged = _verify.stage_backup(path, backup_password, staging, key_password=key_password)
+        staged = _verify.stage_backup(path, backup_password, staging, key_password=key_password, depth=depth)
         return {'valid': True, 'error': None, 'members': staged.members, 'secrets': staged.secrets,
-                'integrity': staged.integrity, 'keyring_verified': staged.keyring_verified}
+                'integrity': staged.integrity, 'integrity_check': depth, 'keyring_verified': staged.keyring_verified}
     except _verify.BackupInvalid as exc:
         return _invalid(str(exc))
     except (IOError, OSError) as exc:
@@ -111,7 +111,7 @@ def verify(path, backup_password, key_password=None, tmp_dir=None):
 
 def _invalid(error):
     return {'valid': False, 'error': error, 'members': [], 'secrets': None, 'integrity': None,
-            'keyring_verified': False}
+            'integrity_check': None, 'keyring_verified': False}
 
 
 def _sort_key(entry):
@@ -131,7 +131,7 @@ def parse_before(text):
 
 
 def inventory(path, pattern=DEFAULT_PATTERN, backup_password=None, key_password=None, check=False,
-              tmp_dir=None, before=None):
+              tmp_dir=None, before=None, depth='full'):
     """``(backups newest first, latest)``; ``latest`` is the newest valid one when checking, else the newest.
 
     ``before`` (a naive local ``datetime``) keeps only the backups taken at or before it.
@@ -141,7 +141,7 @@ def inventory(path, pattern=DEFAULT_PATTERN, backup_password=None, key_password=
         backups = [entry for entry in backups if _sort_key(entry) <= before.isoformat()]
     if check:
         for entry in backups:
-            entry.update(verify(entry['path'], backup_password, key_password, tmp_dir))
+            entry.update(verify(entry['path'], backup_password, key_password, tmp_dir, depth))
         valid = [entry for entry in backups if entry['valid']]
         return backups, (valid[0] if valid else None)
     return backups, (backups[0] if backups else None)

@@ -337,7 +337,7 @@ def _remove_staging(layout, staging, staging_fd):
 
 
 def restore(src, backup_password, layout, key_password=None, keep_pre_restore=True, owner_ids=NO_OWNER,
-            check_mode=False, want_diff=False, now=None, max_total_bytes=None):
+            check_mode=False, want_diff=False, now=None, max_total_bytes=None, depth='quick'):
     """Run the whole restore; return the result dict or raise RestoreFailed/_swap.RollbackFailed."""
     staging_parent = _staging_parent(layout)
     result = {'changed': False, 'recovered': None, 'pre_restore_path': None, 'removed': [], 'warnings': []}
@@ -382,7 +382,7 @@ def restore(src, backup_password, layout, key_password=None, keep_pre_restore=Tr
         try:
             staging_fd, work = _open_staging(layout, staging)
             out = _stage_and_swap(src, backup_password, layout, staging, work, key_password, keep_pre_restore,
-                                  owner_ids, check_mode, want_diff, now, max_total_bytes)
+                                  owner_ids, check_mode, want_diff, now, max_total_bytes, depth)
             result['warnings'].extend(out.pop('warnings', []))
             result.update(out)
         except _swap.RollbackFailed:
@@ -418,14 +418,14 @@ def _remove_staging_by_name(layout, staging):
 
 
 def _stage_and_swap(src, backup_password, layout, staging, work, key_password, keep_pre_restore, owner_ids,
-                    check_mode, want_diff, now, max_total_bytes):
+                    check_mode, want_diff, now, max_total_bytes, depth):
     """Stage into ``work`` (the staging dir, reached through its fd), then swap; ``staging`` is its name."""
     try:
         if os.path.isdir(src):
-            staged = _verify.stage_working_dir(src, work, key_password=key_password)
+            staged = _verify.stage_working_dir(src, work, key_password=key_password, depth=depth)
         else:
             staged = _verify.stage_backup(src, backup_password, work, key_password=key_password,
-                                          max_total_bytes=max_total_bytes)
+                                          max_total_bytes=max_total_bytes, depth=depth)
         prepare_staged(staged, owner_ids)
     except _verify.BackupInvalid as exc:
         raise RestoreFailed('%s; nothing was changed' % exc)
@@ -436,6 +436,7 @@ def _stage_and_swap(src, backup_password, layout, staging, work, key_password, k
         'members': staged.members,
         'secrets': staged.secrets,
         'integrity': staged.integrity,
+        'integrity_check': depth,
         'keyring_verified': staged.keyring_verified,
     }
     try:

@@ -191,7 +191,7 @@ def _check_members(staged):
                             % ', '.join(missing))
 
 
-def stage_backup(src, backup_password, staging_dir, key_password=None, max_total_bytes=None):
+def stage_backup(src, backup_password, staging_dir, key_password=None, max_total_bytes=None, depth='full'):
     """Decrypt ``src`` into ``staging_dir`` (an empty private dir), unpack and validate it.
 
     Returns a StagedBackup; raises BackupInvalid (KeyringMismatch for a key password that does not
@@ -204,10 +204,10 @@ def stage_backup(src, backup_password, staging_dir, key_password=None, max_total
     # before _unpack returns, i.e. before the GCM tag verified.
     members = [{'name': m['name'], 'size': m['size'], 'type': m['type'], 'mode': '%04o' % m['mode']}
                for m in _unpack(src, backup_password, tree, max_total_bytes)]
-    return _validate(StagedBackup(staging_dir, members), key_password)
+    return _validate(StagedBackup(staging_dir, members), key_password, depth)
 
 
-def stage_working_dir(src_dir, staging_dir, key_password=None):
+def stage_working_dir(src_dir, staging_dir, key_password=None, depth='full'):
     """Like stage_backup, for a NEXUS working directory (a pre-restore copy): copied, WAL folded in."""
     tree = os.path.join(staging_dir, TREE_NAME)
     os.mkdir(tree, 0o700)
@@ -215,22 +215,23 @@ def stage_working_dir(src_dir, staging_dir, key_password=None):
         members = _workdir_source.copy_working_dir(src_dir, tree)
     except _workdir_source.SourceError as exc:
         raise BackupInvalid(str(exc))
-    return _validate(StagedBackup(staging_dir, members), key_password)
+    return _validate(StagedBackup(staging_dir, members), key_password, depth)
 
 
-def _validate(staged, key_password):
+def _validate(staged, key_password, depth):
     _check_members(staged)
     # The schema first: integrity_check would evaluate a hostile index expression or CHECK.
     check_schema(staged.db_path)
     try:
-        problem = _sqlite.integrity_check(staged.db_path)
+        problem = _sqlite.integrity_check(staged.db_path, depth)
     except _sqlite.DatabaseTimeout as exc:
         raise BackupInvalid('nexus.db in the backup: %s' % exc)
     except sqlite3.DatabaseError as exc:
         problem = str(exc)
     if problem:
-        raise BackupInvalid('nexus.db in the backup fails PRAGMA integrity_check: %s' % problem)
+        raise BackupInvalid('nexus.db in the backup fails PRAGMA %s: %s' % (_sqlite.CHECKS[depth], problem))
     staged.integrity = 'ok'
+    staged.integrity_check = depth
     try:
         staged.secrets = _sqlite.count_live_secrets(staged.db_path)
     except sqlite3.DatabaseError as exc:

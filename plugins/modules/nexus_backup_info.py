@@ -17,9 +17,9 @@ description:
   - With O(backup_password), verifies each one exactly as M(nexus.secrets.nexus_restore) would
     before restoring it, without restoring it. It decrypts and unpacks into a private temporary
     directory (removed afterwards). Then it checks the AES-GCM tag, the archive members, that the
-    database holds NEXUS's schema and nothing else, SQLite C(PRAGMA integrity_check), counts the live
-    secrets, and with O(key_password) checks that the keyring unlocks. This is the backup guide's
-    "test restores regularly", automated.
+    database holds NEXUS's schema and nothing else, SQLite C(PRAGMA integrity_check) (see
+    O(integrity_check)), counts the live secrets, and with O(key_password) checks that the keyring
+    unlocks. This is the backup guide's "test restores regularly", automated.
   - A backup that fails any check, in any way, is listed with RV(backups[].valid=false) and its
     RV(backups[].error); the other backups are still listed and verified.
   - Never changes anything.
@@ -72,6 +72,16 @@ options:
         the times in the backup names, unless it names an offset (C(Z), C(+02:00)).
       - A backup's time is the one in its name, else its modification time.
     type: str
+    version_added: 0.3.0
+  integrity_check:
+    description:
+      - V(full) runs C(PRAGMA integrity_check), which also compares every index with its table. It is the
+        check that proves the database was sound when it was backed up. Run it where nobody waits (after
+        each backup, in drills); M(nexus.secrets.nexus_restore) runs V(quick) by default.
+      - V(quick) runs C(PRAGMA quick_check), the restore's default.
+    type: str
+    choices: [quick, full]
+    default: full
     version_added: 0.3.0
   tmp_dir:
     description:
@@ -145,7 +155,10 @@ backups:
       description: Live (not deleted) secrets in the backup's database. Only when verifying.
       type: int
     integrity:
-      description: Result of C(PRAGMA integrity_check) (V(ok)). Only when verifying.
+      description: Result of the database check (V(ok)). Only when verifying.
+      type: str
+    integrity_check:
+      description: Which database check ran, V(full) or V(quick). Only when verifying.
       type: str
     keyring_verified:
       description: Whether the keyring unlocked with O(key_password). Only when verifying.
@@ -191,6 +204,7 @@ def argument_spec():
         verify=dict(type='bool'),
         tmp_dir=dict(type='path'),
         before=dict(type='str'),
+        integrity_check=dict(type='str', choices=['quick', 'full'], default='full'),
     )
 
 
@@ -207,7 +221,7 @@ def main():
         before = _backup_info.parse_before(params['before']) if params['before'] else None
         backups, latest = _backup_info.inventory(params['path'], params['pattern'], params['backup_password'],
                                                  params['key_password'] or None, check, params['tmp_dir'],
-                                                 before=before)
+                                                 before=before, depth=params['integrity_check'])
     except _backup_info.InfoError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, backups=backups, latest=latest, verified=check)
