@@ -1,14 +1,16 @@
 """Backup and restore of a large NEXUS data directory: wall time and peak RSS. Prints figures only.
 
-    .venv/bin/python benchmarks/backup_restore.py [--size-mib N] [--data random|mixed|both] [--live]
+    .venv/bin/python benchmarks/backup_restore.py [--size-mib N] [--data random|mixed|real|all] [--live]
                                                   [--ansible] [--keep DIR]
 
 Builds a data directory in a temp dir: ``nexus.db`` with NEXUS's schema (secrets with random
 encrypted-looking values, one version row each, audit rows) of about ``--size-mib`` MiB (default
 1024, or ``NEXUS_BENCH_SIZE_MIB``), plus a keyring. ``--data`` picks the values: ``random`` (every
 value encrypted-looking, nothing compresses), ``mixed`` (values alternate between random and
-repetitive text every 128 KiB, and the children cannot import isal: the standard library's zlib, as
-on NEXUS hosts), or ``both`` (the default: one run of each). Then:
+repetitive text every 128 KiB), ``real`` (a server that ran for a while: 20,000 secrets with three
+versions each and an audit log of signed rows with fresh ids grown to the size; the time of SQLite's
+quick_check and integrity_check on it is printed too), or ``all`` (the default: one run of each).
+``mixed`` and ``real`` children cannot import isal: the standard library's zlib, as on NEXUS hosts. Then:
 
 - ``core``: a fresh Python child runs ``_backup.create_backup`` and then ``_restore.restore`` (the
   code the modules run); each child reports its own peak RSS (``ru_maxrss``).
@@ -25,9 +27,11 @@ nexusctl: backup 27 s / 6.3 GB, restore 7 s / 2.2 GB.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -35,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,6 +62,45 @@ def text_pool(size):
     return b''.join(line % (i % 1000) for i in range(size // len(line) + 1))[:size]
 
 
+def build_real_shaped(conn, size_mib, secrets=20000, versions=3):
+    """A server that has run for a while: ``secrets`` secrets with ``versions`` versions each, and an
+    audit log (one signed row per request, fresh ids, time stamps, paths) grown to ``size_mib`` MiB."""
+    rng = random.Random(7)
+    actions = ('secret.read', 'secret.read', 'secret.read', 'secret.list', 'secret.update', 'auth.login')
+    conn.execute('BEGIN')
+    for i in range(secrets):
+        sid, path = str(uuid.UUID(int=rng.getrandbits(128))), 'prod/team-%03d/app-%05d/secret' % (i % 300, i)
+        value = os.urandom(28 + rng.randrange(200))
+        conn.execute('INSERT INTO secrets (id, path, value, metadata, version, created_at, created_by, updated_at,'
+                     ' updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                     (sid, path, value, '{"owner":"team-%03d"}' % (i % 300), versions, '2026-01-01T00:00:00Z',
+                      'admin-001', '2026-06-01T00:00:00Z', 'admin-001'))
+        conn.executemany('INSERT INTO secret_versions (id, secret_id, version, value, created_at, created_by)'
+                         ' VALUES (?, ?, ?, ?, ?, ?)',
+                         [(str(uuid.UUID(int=rng.getrandbits(128))), sid, v + 1, os.urandom(len(value)),
+                           '2026-0%d-01T00:00:00Z' % (v + 1), 'admin-001') for v in range(versions)])
+    conn.execute('COMMIT')
+    start = datetime.datetime(2026, 1, 1)
+    row = 0
+    while os.path.getsize(conn.execute('PRAGMA database_list').fetchone()[2]) < size_mib * MIB:
+        batch = []
+        for dummy in range(20000):
+            row += 1
+            i = rng.randrange(secrets)
+            batch.append((str(uuid.UUID(int=rng.getrandbits(128))),
+                          (start + datetime.timedelta(seconds=row)).strftime('%Y-%m-%dT%H:%M:%SZ'),
+                          rng.choice(actions), 'admin-001', 'sec-%05d' % i,
+                          'prod/team-%03d/app-%05d/secret' % (i % 300, i), '10.%d.%d.%d' % (
+                              rng.randrange(256), rng.randrange(256), rng.randrange(256)),
+                          'nexusctl/1.0', '', '{}', os.urandom(64).hex()))
+        conn.execute('BEGIN')
+        conn.executemany('INSERT INTO audit_logs (id, timestamp, action, user, secret_id, secret_path, ip_address,'
+                         ' user_agent, success, error, metadata, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)',
+                         batch)
+        conn.execute('COMMIT')
+    return secrets
+
+
 def build_data_dir(root, size_mib, data='random'):
     """A WAL-mode nexus.db of about ``size_mib`` MiB, and a keyring, under ``root``."""
     server_keyring.save(root / 'data' / 'keys', server_keyring.generate_plaintexts(), KEY_PASSWORD)
@@ -66,6 +110,11 @@ def build_data_dir(root, size_mib, data='random'):
     conn.execute('PRAGMA synchronous=OFF')
     for statement in SCHEMA:
         conn.execute(statement)
+    if data == 'real':
+        count = build_real_shaped(conn, size_mib)
+        conn.execute('PRAGMA wal_checkpoint(TRUNCATE)')
+        conn.close()
+        return db, count
     pool = os.urandom(8 * MIB)
     text = text_pool(8 * MIB)
     # mixed: about 128 KiB of values (a value and its version row) from each pool in turn
@@ -184,7 +233,7 @@ def run_ansible(module, args):
 
 def run_case(data, opts):
     """Build one data directory, back it up and restore it; print the figures."""
-    no_isal = data == 'mixed'
+    no_isal = data in ('mixed', 'real')
     server = None
     root = Path(opts.keep or tempfile.mkdtemp(prefix='nexus-bench-', dir=os.environ.get('TMPDIR')))
     try:
@@ -195,6 +244,13 @@ def run_case(data, opts):
         os.sync()  # the build's dirty pages would otherwise be written back during the measured runs
         print('--- %s data: %s (%d secrets, nexus.db %.0f MiB) built in %.1f s'
               % (data, data_dir, count, os.path.getsize(str(db)) / MIB, time.time() - started))
+        if data == 'real':
+            for pragma in ('quick_check', 'integrity_check'):
+                check = sqlite3.connect('file:%s?mode=ro' % db, uri=True)
+                started = time.time()
+                check.execute('PRAGMA %s' % pragma).fetchall()
+                print('PRAGMA %-15s %6.2f s' % (pragma, time.time() - started))
+                check.close()
         dest = root / 'backups'
         backup = run_core('backup', db=str(db), keys=str(data_dir / 'data' / 'keys'), dest=str(dest),
                           password=PASSWORD, no_isal=no_isal)
@@ -231,15 +287,16 @@ def run_case(data, opts):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--size-mib', type=int, default=int(os.environ.get('NEXUS_BENCH_SIZE_MIB', '1024')))
-    parser.add_argument('--data', choices=('random', 'mixed', 'both'), default='both',
-                        help='random values, or half random and half text with isal hidden (default: both)')
+    parser.add_argument('--data', choices=('random', 'mixed', 'real', 'all'), default='all',
+                        help='random values; half random and half text; or a real-shaped database (20,000 secrets '
+                             'with versions and an audit log); mixed and real with isal hidden (default: all)')
     parser.add_argument('--ansible', action='store_true', help='also run the modules through ansible-playbook')
     parser.add_argument('--live', action='store_true',
                         help='leave a committed transaction in the WAL with the database open (a running server)')
     parser.add_argument('--keep', help='build in this directory and keep it (default: a temp dir, removed)')
     opts = parser.parse_args(argv)
     print('%s, %s UTC' % (platform.platform(), time.strftime('%Y-%m-%d %H:%M', time.gmtime())))
-    for data in (('random', 'mixed') if opts.data == 'both' else (opts.data,)):
+    for data in (('random', 'mixed', 'real') if opts.data == 'all' else (opts.data,)):
         run_case(data, opts)
     return 0
 
