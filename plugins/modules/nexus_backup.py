@@ -31,6 +31,7 @@ description:
 extends_documentation_fragment:
   - nexus.secrets.data_dir
   - nexus.secrets.backup_password
+  - nexus.secrets.password_policy
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -142,6 +143,14 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+password_findings:
+  description: What O(backup_password) lacks under the password policy (never the password itself); empty when it
+    complies.
+  returned: success
+  type: list
+  elements: str
+  sample: ['shorter than 16 characters']
+  version_added: 0.3.0
 path:
   description: The backup file (in check mode, the file that would be written).
   returned: always
@@ -211,6 +220,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _backup, _crypto, _retention
+from ansible_collections.nexus.secrets.plugins.module_utils._password_policy import POLICIES, apply_policy
 
 KEEP_OPTIONS = ('keep_last', 'keep_days', 'keep_daily', 'keep_weekly', 'keep_monthly')
 
@@ -227,6 +237,7 @@ def argument_spec():
         mode=dict(type='raw', default='0600'),
         owner=dict(type='str'),
         group=dict(type='str'),
+        password_policy=dict(type='str', choices=list(POLICIES), default='warn', no_log=False),
     )
     for option in KEEP_OPTIONS:
         spec[option] = dict(type='int')
@@ -287,6 +298,7 @@ def main():
     check_owner(module)
     if not params['backup_password']:
         module.fail_json(msg='backup_password must not be empty (or set NEXUS_BACKUP_PASSWORD)', busy=False)
+    findings = apply_policy(module, 'backup_password', params['backup_password'], params['password_policy'])
     try:
         _backup.check_sources(db_path, keys_dir)
         if os.path.lexists(dest) and not os.path.isdir(dest):
@@ -297,7 +309,7 @@ def main():
 
     if module.check_mode:
         module.exit_json(changed=True, path=path, pruned=plan_prune(dest, path, rules),
-                         duration=round(time.time() - started, 3), busy=False)
+                         duration=round(time.time() - started, 3), busy=False, password_findings=findings)
 
     try:
         result = _backup.create_backup(db_path, keys_dir, dest, params['backup_password'], name=params['name'],
@@ -323,7 +335,7 @@ def main():
     members = [dict(member, mode='%04o' % member['mode']) for member in result['members']]
     module.exit_json(changed=True, path=result['path'], size=result['size'], sha256=result['sha256'],
                      members=members, secrets=result['secrets'], pruned=pruned,
-                     duration=round(time.time() - started, 3), busy=False)
+                     duration=round(time.time() - started, 3), busy=False, password_findings=findings)
 
 
 if __name__ == '__main__':

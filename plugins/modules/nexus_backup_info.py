@@ -116,6 +116,15 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+password_findings:
+  description: What O(backup_password) lacks under the nexusctl guide's password rule (16 characters or more, upper
+    case, lower case, digits, symbols), never the password itself; empty when it complies or is not given.
+    Reported only; it never fails the task.
+  returned: always
+  type: list
+  elements: str
+  sample: ['no symbol']
+  version_added: 0.3.0
 backups:
   description: The backups found, newest first (by the time in their name, else modification time).
   returned: always
@@ -191,6 +200,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _backup_info, _crypto
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import nonempty_env_fallback
+from ansible_collections.nexus.secrets.plugins.module_utils._password_policy import weaknesses
 
 
 def argument_spec():
@@ -224,7 +234,8 @@ def main():
                                                  before=before, depth=params['integrity_check'])
     except _backup_info.InfoError as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, backups=backups, latest=latest, verified=check)
+    findings = weaknesses(params['backup_password']) if params['backup_password'] else []
+    module.exit_json(changed=False, backups=backups, latest=latest, verified=check, password_findings=findings)
 
 
 if __name__ == '__main__':
