@@ -92,6 +92,19 @@ def plan_retention(backups, keep_last=None, keep_days=None, keep_daily=None, kee
 KEEP_RULES = ('keep_last', 'keep_days', 'keep_daily', 'keep_weekly', 'keep_monthly')
 
 
+def keep_argument_spec():
+    """The argument spec of the keep_* options (documented by the ``nexus.secrets.retention`` fragment)."""
+    return dict((option, dict(type='int')) for option in KEEP_RULES)
+
+
+def keep_rules(params):
+    """The keep_* rules from a module's ``params``; ValueError naming a negative one."""
+    for option in KEEP_RULES:
+        if params.get(option) is not None and params[option] < 0:
+            raise ValueError('%s must not be negative, got %d' % (option, params[option]))
+    return dict((option, params.get(option)) for option in KEEP_RULES)
+
+
 def plan_prune(directory, rules, new_path=None, now=None):
     """The backups in ``directory`` that ``rules`` (``{keep_*: N}``) would remove, newest first.
 

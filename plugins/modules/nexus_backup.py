@@ -32,6 +32,7 @@ extends_documentation_fragment:
   - nexus.secrets.data_dir
   - nexus.secrets.backup_password
   - nexus.secrets.password_policy
+  - nexus.secrets.retention
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -69,29 +70,7 @@ options:
     description:
       - Group of the backup file and its sidecar.
     type: str
-  keep_last:
-    description:
-      - Keep the N newest backups (the new one counts).
-    type: int
-  keep_days:
-    description:
-      - Keep every backup taken less than N days ago.
-    type: int
-  keep_daily:
-    description:
-      - For the N newest days that have backups, keep the newest backup of each day.
-    type: int
-  keep_weekly:
-    description:
-      - For the N newest ISO weeks that have backups, keep the newest backup of each week.
-    type: int
-  keep_monthly:
-    description:
-      - For the N newest months that have backups, keep the newest backup of each month.
-    type: int
 notes:
-  - Retention runs only when at least one C(keep_*) option is set to a positive number; a backup is
-    kept when any rule keeps it (the union, as in restic). V(0) is the same as not setting a rule.
   - The keyring directory must exist; a backup without the keyring could never be decrypted after a
     restore. The archive holds C(nexus.db), C(data/keys) and the C(*.key) files in it, with their
     modes on disk, as nexusctl writes them.
@@ -222,9 +201,6 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible_collections.nexus.secrets.plugins.module_utils import _backup, _crypto, _retention
 from ansible_collections.nexus.secrets.plugins.module_utils._password_policy import POLICIES, apply_policy
 
-KEEP_OPTIONS = ('keep_last', 'keep_days', 'keep_daily', 'keep_weekly', 'keep_monthly')
-
-
 def argument_spec():
     spec = dict(
         data_dir=dict(type='path', default='/var/lib/nexus'),
@@ -239,8 +215,7 @@ def argument_spec():
         group=dict(type='str'),
         password_policy=dict(type='str', choices=list(POLICIES), default='warn', no_log=False),
     )
-    for option in KEEP_OPTIONS:
-        spec[option] = dict(type='int')
+    spec.update(_retention.keep_argument_spec())
     return spec
 
 
@@ -259,13 +234,10 @@ def octal_mode(module, mode):
 
 
 def retention_rules(module):
-    rules = {}
-    for option in KEEP_OPTIONS:
-        value = module.params[option]
-        if value is not None and value < 0:
-            module.fail_json(msg='%s must not be negative, got %d' % (option, value))
-        rules[option] = value
-    return rules
+    try:
+        return _retention.keep_rules(module.params)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
 
 
 def check_owner(module):

@@ -28,6 +28,7 @@ attributes:
   platform:
     platforms: posix
 extends_documentation_fragment:
+  - nexus.secrets.retention
   - ansible.builtin.action_common_attributes
 options:
   path:
@@ -35,28 +36,6 @@ options:
       - The directory that holds the backups. A missing directory has nothing to prune.
     type: path
     required: true
-  keep_last:
-    description:
-      - Keep the N newest backups.
-    type: int
-  keep_days:
-    description:
-      - Keep every backup taken less than N days ago.
-    type: int
-  keep_daily:
-    description:
-      - For the N newest days that have backups, keep the newest backup of each day.
-    type: int
-  keep_weekly:
-    description:
-      - For the N newest ISO weeks that have backups, keep the newest backup of each week.
-    type: int
-  keep_monthly:
-    description:
-      - For the N newest months that have backups, keep the newest backup of each month.
-    type: int
-notes:
-  - With no rule set to a positive number, nothing is removed. A backup is kept when any rule keeps it.
 seealso:
   - module: nexus.secrets.nexus_backup
 '''
@@ -95,16 +74,13 @@ from ansible_collections.nexus.secrets.plugins.module_utils._backup import remov
 
 def main():
     spec = dict(path=dict(type='path', required=True))
-    for option in _retention.KEEP_RULES:
-        spec[option] = dict(type='int')
+    spec.update(_retention.keep_argument_spec())
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     path = module.params['path']
-    rules = {}
-    for option in _retention.KEEP_RULES:
-        value = module.params[option]
-        if value is not None and value < 0:
-            module.fail_json(msg='%s must not be negative, got %d' % (option, value))
-        rules[option] = value
+    try:
+        rules = _retention.keep_rules(module.params)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
     if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
         module.fail_json(msg='path %s is not a directory' % path)
     prune = _retention.plan_prune(path, rules)

@@ -31,6 +31,7 @@ description:
     object goes with it.
 extends_documentation_fragment:
   - nexus.secrets.s3
+  - nexus.secrets.retention
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -67,29 +68,9 @@ options:
       - Parts uploaded at the same time.
     type: int
     default: 4
-  keep_last:
-    description:
-      - Keep the N newest backups of this host in the bucket (the new one counts).
-    type: int
-  keep_days:
-    description:
-      - Keep every backup of this host taken less than N days ago.
-    type: int
-  keep_daily:
-    description:
-      - For the N newest days that have backups, keep the newest backup of each day.
-    type: int
-  keep_weekly:
-    description:
-      - For the N newest ISO weeks that have backups, keep the newest backup of each week.
-    type: int
-  keep_monthly:
-    description:
-      - For the N newest months that have backups, keep the newest backup of each month.
-    type: int
 notes:
-  - Retention runs only when at least one C(keep_*) option is a positive number; a backup is kept
-    when any rule keeps it, exactly as for local backups.
+  - Retention applies to this host's objects under C(<prefix>/<host>/) only, with the same rules as for
+    local backups.
   - The existence check and the upload are two requests; two runs that upload the same file name
     for the same host at the same moment are not detected. Runs of M(nexus.secrets.nexus_backup)
     on one host never overlap, and names are per host and per second.
@@ -171,10 +152,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _s3
-
-KEEP_OPTIONS = ('keep_last', 'keep_days', 'keep_daily', 'keep_weekly', 'keep_monthly')
-
+from ansible_collections.nexus.secrets.plugins.module_utils import _retention, _s3
 
 def argument_spec():
     extra = dict(
@@ -183,8 +161,7 @@ def argument_spec():
         part_size=dict(type='int', default=16),
         concurrency=dict(type='int', default=4),
     )
-    for option in KEEP_OPTIONS:
-        extra[option] = dict(type='int')
+    extra.update(_retention.keep_argument_spec())
     return _s3.s3_argument_spec(**extra)
 
 
@@ -193,11 +170,10 @@ def main():
     params = module.params
     _s3.require_boto3(module)
     started = time.time()
-    rules = {}
-    for option in KEEP_OPTIONS:
-        if params[option] is not None and params[option] < 0:
-            module.fail_json(msg='%s must not be negative, got %d' % (option, params[option]))
-        rules[option] = params[option]
+    try:
+        rules = _retention.keep_rules(params)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
     if params['part_size'] < 5:
         module.fail_json(msg='part_size must be at least 5 (MiB), got %d' % params['part_size'])
     if params['concurrency'] < 1:

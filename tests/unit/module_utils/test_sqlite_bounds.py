@@ -112,7 +112,7 @@ def test_schema_check_runs_before_integrity_check(tmp_path, monkeypatch):
     """A hostile index must never be evaluated: integrity_check is not even reached."""
     calls = []
     real = _sqlite.integrity_check
-    monkeypatch.setattr(_sqlite, 'integrity_check', lambda path: calls.append(path) or real(path))
+    monkeypatch.setattr(_sqlite, 'integrity_check', lambda path, depth='full': calls.append(path) or real(path, depth))
     source = tmp_path / 'source'
     b.make_keyring(source / 'data' / 'keys', 'key-password')
     nexus_db(source / 'nexus.db', HOSTILE['expression-index'][1])
