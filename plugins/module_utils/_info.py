@@ -55,13 +55,20 @@ def check_health(client):
 
 
 def _read(client, path):
-    try:
-        client.get_secret(path)
-        return None
-    except NexusApiError as exc:
-        if exc.auth_rejected:
-            raise AuthRejected(exc)
-        return exc
+    """None when ``path`` reads, else the last error. A 500 other than "failed to decrypt secret" (the
+    keyring mismatch, which never passes) is asked again, as the client repeats 502-504 itself."""
+    for attempt in range(client.retries + 1):
+        try:
+            client.get_secret(path)
+            return None
+        except NexusApiError as exc:
+            if exc.auth_rejected:
+                raise AuthRejected(exc)
+            if exc.status == 500 and 'decrypt' not in (exc.message or '') and attempt < client.retries:
+                client.pause(attempt)
+                continue
+            return exc
+    raise AssertionError('unreachable')  # pragma: no cover
 
 
 def _reason(error):

@@ -201,6 +201,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible_collections.nexus.secrets.plugins.module_utils import _backup, _crypto, _retention
 from ansible_collections.nexus.secrets.plugins.module_utils._password_policy import POLICIES, apply_policy
 
+
 def argument_spec():
     spec = dict(
         data_dir=dict(type='path', default='/var/lib/nexus'),

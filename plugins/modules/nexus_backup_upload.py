@@ -154,6 +154,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _retention, _s3
 
+
 def argument_spec():
     extra = dict(
         src=dict(type='path', required=True),

@@ -68,6 +68,10 @@ BACKUP_PHASES = {
     ('_envelope', '*'): 'encrypt',
     ('_iothreads', '*'): 'encrypt',
     ('_backup', 'sidecar_line'): 'publish',
+    # The name and the keep_* rules are worked out before the backup starts.
+    ('_retention', 'backup_name'): 'preflight',
+    ('_retention', 'keep_rules'): 'preflight',
+    ('_retention', 'keep_argument_spec'): 'preflight',
     ('nexus_backup', 'plan_prune'): 'retention',
     ('_retention', '*'): 'retention',
     ('_backup', 'remove_backup'): 'retention',

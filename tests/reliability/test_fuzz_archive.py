@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _archive, _crypto, _verify
-from tests.integration.restore.backups import leftovers, make_backup, make_data_dir, snapshot, snapshot_beside_restore_state
+from tests.integration.restore.backups import leftovers, make_backup, make_data_dir, snapshot_beside_restore_state
 from tests.reliability.fuzzing import memoised_kdf  # noqa: F401 (fixture)  # pylint: disable=unused-import
 from tests.reliability.fuzzing import fuzz_settings, mutate, restore_each_then_list, tree, write_backups
 

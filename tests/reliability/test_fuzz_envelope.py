@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _envelope
 from ansible_collections.nexus.secrets.plugins.module_utils._envelope import EnvelopeError
-from tests.integration.restore.backups import leftovers, make_backup, make_data_dir, snapshot
+from tests.integration.restore.backups import leftovers, make_backup, make_data_dir, snapshot_beside_restore_state
 from tests.reliability.fuzzing import memoised_kdf  # noqa: F401 (fixture)  # pylint: disable=unused-import
 from tests.reliability.fuzzing import fuzz_settings, mutate, restore_each_then_list, tree, write_backups
 
@@ -144,7 +144,7 @@ def test_modules_report_damaged_envelopes_cleanly(ansible_playbook, tmp_path):
     good = make_backup(tmp_path / 'good.enc', PASSWORD, data).read_bytes()
     backups = tmp_path / 'backups'
     files = write_backups(backups, DAMAGE, good)
-    before = snapshot(tmp_path)
+    before = snapshot_beside_restore_state(tmp_path)
     res = restore_each_then_list(ansible_playbook, data, backups, files, PASSWORD)
     restores = res.task('restore')['results']
     assert len(restores) == len(files)
@@ -156,4 +156,4 @@ def test_modules_report_damaged_envelopes_cleanly(ansible_playbook, tmp_path):
     assert sorted(b['valid'] for b in info['backups']) == [False] * len(files)
     assert all(b['error'] for b in info['backups'])
     assert PASSWORD not in res.stdout + res.stderr
-    assert snapshot(tmp_path) == before and leftovers(data) == []
+    assert snapshot_beside_restore_state(tmp_path) == before and leftovers(data) == []

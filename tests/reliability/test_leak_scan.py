@@ -215,13 +215,13 @@ def test_backup_drill_and_disaster_recovery_playbooks(ctl_server, ansible_playbo
         str(ctl_server['workdir']), 'nexus_backup_dest': str(backups), 'nexus_backup_fetch_dir': str(fetched),
         'nexus_backup_install_deps': False, 'nexus_backup_keep_last': 2}), found, tmp_path, 'backup.yml')
     assert backup.rc == 0, backup.stdout[-3000:]
-    made = sorted(backups.glob('nexus-backup-*.tar.gz.enc'))
+    made = sorted((backups / 'localhost').glob('nexus-backup-*.tar.gz.enc'))  # the role keeps each host apart
     copies = sorted((fetched / 'localhost').iterdir())
     assert len(made) == 1 and len(copies) == 2
     assert private_modes(made + [Path(str(made[0]) + '.sha256')] + copies + [fetched / 'localhost']) == []
 
     drill = run_scanned(ansible_playbook, REPO / 'playbooks' / 'restore_drill.yml', dict(common, **{
-        'nexus_drill_hosts': 'localhost', 'nexus_drill_backup_path': str(backups),
+        'nexus_drill_hosts': 'localhost', 'nexus_drill_backup_path': str(backups / 'localhost'),
         'nexus_drill_backup_password': found.secrets['backup_password'],
         'nexus_drill_key_password': found.secrets['key_password'], 'nexus_drill_server_command': SERVER_COMMAND,
         'nexus_drill_report_dir': str(reports / 'drill'), 'nexus_drill_install_deps': False}),
@@ -231,7 +231,7 @@ def test_backup_drill_and_disaster_recovery_playbooks(ctl_server, ansible_playbo
 
     dr = run_scanned(ansible_playbook, REPO / 'playbooks' / 'disaster_recovery.yml', dict(common, **{
         'nexus_dr_hosts': 'localhost', 'nexus_dr_confirm': True, 'nexus_dr_install_deps': False,
-        'nexus_dr_backup_path': str(backups),
+        'nexus_dr_backup_path': str(backups / 'localhost'),
         'nexus_dr_backup_password': found.secrets['backup_password'],
         'nexus_dr_key_password': found.secrets['key_password'], 'nexus_dr_api_password': 'admin',
         'nexus_dr_data_dir': str(ctl_server['workdir']), 'nexus_dr_owner': '', 'nexus_dr_group': '',
