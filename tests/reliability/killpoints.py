@@ -92,7 +92,7 @@ REKEY_PHASES = {
 }
 PHASE_MAPS = {'nexus_restore': RESTORE_PHASES, 'nexus_backup': BACKUP_PHASES,
               'nexus_keyring_rotate': ROTATE_PHASES, 'nexus_backup_rekey': REKEY_PHASES}
-# Phases only move forward (a helper shared by two phases, like the KDF used again by the keyring
+# Phases only move forward (a function two phases call, like the KDF used again by the keyring
 # check, does not send 'validate' back to 'decrypt'); phases of equal rank interleave (streaming).
 PHASE_RANKS = {
     'nexus_restore': {'start': 0, 'preflight': 1, 'decrypt': 2, 'extract': 2, 'validate': 3, 'swap': 4, 'cleanup': 5},

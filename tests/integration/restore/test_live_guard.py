@@ -19,8 +19,8 @@ import yaml
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _liveness
 from tests.integration.restore import backups as b
+from tests.integration.restore.test_restore_module import restore_args
 from tests.nexus_server.harness import refused_port
-from tests.unit.module_utils._fixtures import BACKUP_PASSWORD, KEYRING_PASSWORD, fixture_path
 
 RESTORE = 'nexus.secrets.nexus_restore'
 HOLDERS = 'nexus.secrets.nexus_datadir_holders'
@@ -39,17 +39,6 @@ else:
 print('ready', flush=True)
 time.sleep(600)
 '''
-
-
-def stopped_health_url():
-    return 'http://127.0.0.1:%d/health' % refused_port()
-
-
-def restore_args(data_dir, **extra):
-    args = {'src': fixture_path('nexusctl-backup.tar.gz.enc'), 'backup_password': BACKUP_PASSWORD,
-            'data_dir': str(data_dir), 'key_password': KEYRING_PASSWORD, 'health_url': stopped_health_url()}
-    args.update(extra)
-    return args
 
 
 @pytest.fixture
