@@ -17,19 +17,20 @@ import time
 import zlib
 
 from tests.helpers.ansible import REPO
+from tests.helpers.peak_rss import SOURCE as PEAK_RSS_SOURCE
 
 MODULES = os.path.join(REPO, 'plugins', 'modules')
 COLLECTIONS = os.path.join(REPO, '.cache', 'collections')
 MIB = 1024 * 1024
 
-_WRAPPER = r'''
-import resource, runpy, sys
+_WRAPPER = PEAK_RSS_SOURCE + r'''
+import runpy, sys
 module, args = sys.argv[1], sys.argv[2]
 sys.argv = [module, args]
 try:
     runpy.run_path(module, run_name='__main__')
 finally:
-    sys.stderr.write('\nPEAK_RSS_KIB=%d\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    sys.stderr.write('\nPEAK_RSS_KIB=%d\n' % peak_rss_kib())
 '''
 
 

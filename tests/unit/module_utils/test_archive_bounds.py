@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import resource
 import subprocess
 import sys
 import tarfile
@@ -19,6 +18,7 @@ import textwrap
 import pytest
 
 from ansible_collections.nexus.secrets.plugins.module_utils._archive import ArchiveError, extract_archive
+from tests.helpers.peak_rss import SOURCE as PEAK_RSS_SOURCE
 
 BLOCK = 512
 GIB = 1024 ** 3
@@ -239,8 +239,8 @@ def test_only_end_blocks_is_not_a_tar_archive(tmp_path):
 
 # --- memory: the refusing process stays small -----------------------------------------------------------
 
-CHILD = textwrap.dedent('''
-    import os, resource, sys
+CHILD = PEAK_RSS_SOURCE + textwrap.dedent('''
+    import os, sys
     from ansible_collections.nexus.secrets.plugins.module_utils._archive import ArchiveError, extract_archive
     src, staging = sys.argv[1], sys.argv[2]
     try:
@@ -248,7 +248,7 @@ CHILD = textwrap.dedent('''
         reason = 'ACCEPTED'
     except ArchiveError as exc:
         reason = str(exc)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(peak_rss_kib())
     print(reason)
 ''')
 
@@ -269,8 +269,14 @@ def test_refusal_peak_memory_is_bounded(case, tmp_path):
 
 
 def test_the_memory_probe_sees_a_big_allocation(tmp_path):
-    """The child's ru_maxrss does register a large allocation (so the bound above can fail)."""
-    script = 'import resource; b = bytearray(400 * 1024 * 1024); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)'
-    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, check=True)
+    """The child's measure does register a large allocation (so the bound above can fail), and does not
+    count the parent's: a child that allocates nothing stays far below the bound."""
+    big = PEAK_RSS_SOURCE + 'b = bytearray(400 * 1024 * 1024)\nb[::4096] = b"x" * len(b[::4096])\nprint(peak_rss_kib())'
+    proc = subprocess.run([sys.executable, '-c', big], capture_output=True, text=True, check=True)
     assert int(proc.stdout) > PEAK_RSS_LIMIT_KIB
-    assert resource.RUSAGE_SELF is not None
+    ballast = bytearray(400 * 1024 * 1024)
+    ballast[::4096] = b'x' * len(ballast[::4096])  # this process now holds 400 MiB
+    small = PEAK_RSS_SOURCE + 'print(peak_rss_kib())'
+    proc = subprocess.run([sys.executable, '-c', small], capture_output=True, text=True, check=True)
+    assert int(proc.stdout) < PEAK_RSS_LIMIT_KIB // 4
+    del ballast
