@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers.s3_server import S3Server
+# The three-host fleet of the role tests (reference servers with their environment files), shared.
+from tests.integration.roles.test_fleet import fleet  # noqa: F401  pylint: disable=unused-import
 
 BUCKET = 'nexus-test'
 

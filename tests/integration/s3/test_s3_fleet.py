@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers.ansible import REPO, run_playbook
 from tests.integration.roles.test_fleet import (
-    CTL, HOSTS, KEY_PASSWORDS, SECRETS, ctl, env_line, host_vars, snapshot, start_script, task_results, write_inventory)
+    CTL, HOSTS, KEY_PASSWORDS, SECRETS, ctl, host_vars, snapshot, task_results, write_inventory)
 from tests.integration.s3.conftest import BUCKET
 from tests.nexus_server.harness import ApiClient, free_port, login
 
@@ -36,27 +36,6 @@ def host_result(res, suffix, host):
 def objects(server, host):
     folder = server.root / BUCKET / PREFIX / host
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
-
-
-@pytest.fixture
-def fleet(tmp_path):
-    ports = {}
-    try:
-        for index, host in enumerate(HOSTS):
-            host_dir = tmp_path / host
-            host_dir.mkdir()
-            env_file = host_dir / 'environment'
-            env_file.write_text(env_line(KEY_PASSWORDS[host]))
-            env_file.chmod(0o600)
-            ports[host] = free_port()
-            subprocess.run(['sh', '-c', start_script(host_dir, ports[host])], check=True,
-                           capture_output=True, timeout=120)
-            ctl('seed', '--url', 'http://127.0.0.1:%d' % ports[host], '--count', str(4 + index), '--prefix', host)
-        yield ports
-    finally:
-        for host in HOSTS:
-            if (tmp_path / host / 'nexus').exists():
-                ctl('stop', '--kill', '--workdir', str(tmp_path / host / 'nexus'))
 
 
 def test_fleet_to_one_bucket_twice_with_keep_last_1_then_disaster_recovery_from_it(fleet, s3_server, tmp_path):
