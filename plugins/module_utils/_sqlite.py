@@ -203,8 +203,10 @@ def check_schema_of(conn, db_path, deadline=None):
     return tables
 
 
-def check_schema(db_path):
-    """Open ``db_path`` read-only and :func:`check_schema_of` it; return the table names."""
+@contextlib.contextmanager
+def _checked(db_path):
+    """``(connection, deadline, table names)`` of ``db_path`` opened read-only, under a deadline, after
+    :func:`check_schema_of`; the connection is closed afterwards."""
     try:
         conn = _open_read_only(db_path)
     except sqlite3.Error as exc:
@@ -212,13 +214,20 @@ def check_schema(db_path):
     try:
         deadline = guard(conn, deadline_for(db_path))
         try:
-            return check_schema_of(conn, db_path, deadline)
+            tables = check_schema_of(conn, db_path, deadline)
         except DatabaseError:
             raise
         except sqlite3.DatabaseError as exc:
             raise DatabaseError('%s is not a readable SQLite database: %s' % (db_path, exc))
+        yield conn, deadline, tables
     finally:
         conn.close()
+
+
+def check_schema(db_path):
+    """Open ``db_path`` read-only and :func:`check_schema_of` it; return the table names."""
+    with _checked(db_path) as (dummy, dummy_deadline, tables):
+        return tables
 
 
 def _uri(path, **params):
@@ -396,21 +405,8 @@ def integrity_check(db_path, depth='full'):
 
 def count_live_secrets(db_path):
     """The number of secrets not soft-deleted (after :func:`check_schema_of`, under a deadline)."""
-    try:
-        conn = _open_read_only(db_path)
-    except sqlite3.Error as exc:
-        raise DatabaseError('cannot open %s: %s' % (db_path, exc))
-    try:
-        deadline = guard(conn, deadline_for(db_path))
-        try:
-            check_schema_of(conn, db_path, deadline)
-        except DatabaseError:
-            raise
-        except sqlite3.DatabaseError as exc:
-            raise DatabaseError('%s is not a readable SQLite database: %s' % (db_path, exc))
+    with _checked(db_path) as (conn, deadline, dummy):
         return _count_live(conn, db_path, deadline)
-    finally:
-        conn.close()
 
 
 def _count_live(conn, db_path, deadline=None):
