@@ -45,6 +45,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / '.cache' / 'collections')]
 
+from tests.nexus_server import cipher as server_cipher  # noqa: E402
 from tests.nexus_server import keyring as server_keyring  # noqa: E402
 from tests.nexus_server.storage_sqlite import SCHEMA  # noqa: E402
 
@@ -62,22 +63,30 @@ def text_pool(size):
     return b''.join(line % (i % 1000) for i in range(size // len(line) + 1))[:size]
 
 
-def build_real_shaped(conn, size_mib, secrets=20000, versions=3):
+def build_real_shaped(conn, size_mib, master_key, secrets=20000, versions=3):
     """A server that has run for a while: ``secrets`` secrets with ``versions`` versions each, and an
-    audit log (one signed row per request, fresh ids, time stamps, paths) grown to ``size_mib`` MiB."""
+    audit log (one signed row per request, fresh ids, time stamps, paths) grown to ``size_mib`` MiB.
+
+    The values are sealed with ``master_key`` as the server seals them, so a server started on the
+    database reads them."""
     rng = random.Random(7)
+    cipher = server_cipher.ValueCipher(master_key)
+
+    def sealed(size):  # nonce(12) + ciphertext + tag(16): ``size`` bytes in all
+        return cipher.encrypt(os.urandom(size - 28))
+
     actions = ('secret.read', 'secret.read', 'secret.read', 'secret.list', 'secret.update', 'auth.login')
     conn.execute('BEGIN')
     for i in range(secrets):
         sid, path = str(uuid.UUID(int=rng.getrandbits(128))), 'prod/team-%03d/app-%05d/secret' % (i % 300, i)
-        value = os.urandom(28 + rng.randrange(200))
+        value = sealed(28 + rng.randrange(200))
         conn.execute('INSERT INTO secrets (id, path, value, metadata, version, created_at, created_by, updated_at,'
                      ' updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
                      (sid, path, value, '{"owner":"team-%03d"}' % (i % 300), versions, '2026-01-01T00:00:00Z',
                       'admin-001', '2026-06-01T00:00:00Z', 'admin-001'))
         conn.executemany('INSERT INTO secret_versions (id, secret_id, version, value, created_at, created_by)'
                          ' VALUES (?, ?, ?, ?, ?, ?)',
-                         [(str(uuid.UUID(int=rng.getrandbits(128))), sid, v + 1, os.urandom(len(value)),
+                         [(str(uuid.UUID(int=rng.getrandbits(128))), sid, v + 1, sealed(len(value)),
                            '2026-0%d-01T00:00:00Z' % (v + 1), 'admin-001') for v in range(versions)])
     conn.execute('COMMIT')
     start = datetime.datetime(2026, 1, 1)
@@ -101,9 +110,12 @@ def build_real_shaped(conn, size_mib, secrets=20000, versions=3):
     return secrets
 
 
-def build_data_dir(root, size_mib, data='random'):
-    """A WAL-mode nexus.db of about ``size_mib`` MiB, and a keyring, under ``root``."""
-    server_keyring.save(root / 'data' / 'keys', server_keyring.generate_plaintexts(), KEY_PASSWORD)
+def build_data_dir(root, size_mib, data='random', secrets=20000):
+    """A WAL-mode nexus.db of about ``size_mib`` MiB, and a keyring, under ``root``.
+
+    ``secrets``: how many secrets a real-shaped database holds (each with three versions)."""
+    keyring = server_keyring.generate_plaintexts()
+    server_keyring.save(root / 'data' / 'keys', keyring, KEY_PASSWORD)
     db = root / 'nexus.db'
     conn = sqlite3.connect(str(db), isolation_level=None)
     conn.execute('PRAGMA journal_mode=WAL')
@@ -111,7 +123,7 @@ def build_data_dir(root, size_mib, data='random'):
     for statement in SCHEMA:
         conn.execute(statement)
     if data == 'real':
-        count = build_real_shaped(conn, size_mib)
+        count = build_real_shaped(conn, size_mib, keyring.master, secrets=secrets)
         conn.execute('PRAGMA wal_checkpoint(TRUNCATE)')
         conn.close()
         return db, count
