@@ -150,7 +150,8 @@ def check_server(client, method, read='one', prefix='', expected_count=None, wor
 
     Returns the module's result without ``changed``: ``health``, ``auth``, ``count``, ``checked``,
     ``unreadable``, ``unreachable_paths``, ``problems``, ``ok`` and ``backup_match`` (None unless
-    ``backup``, the ``backup_secrets`` of a backup, is given: then how the live secrets differ from it).
+    ``backup``, the ``backup_secrets`` of a backup or a callable returning them, is given: then how the
+    live secrets differ from it; a callable is called only once the server listed its secrets).
     """
     result = dict(health=check_health(client), auth=dict(method=method, ok=False, detail=None), count=None,
                   checked=0, unreadable=[], unreachable_paths=[], problems=[], backup_match=None)
@@ -174,6 +175,8 @@ def check_server(client, method, read='one', prefix='', expected_count=None, wor
                        and s['path'].startswith(prefix or '')))
     result['count'] = len(paths)
     if backup is not None:
+        if callable(backup):
+            backup = backup()  # read only now that the server answered (BackupError passes through)
         result['backup_match'] = compare_with_backup(
             [s for s in listed if isinstance(s, dict) and str(s.get('path', '')).startswith(prefix or '')],
             dict((p, v) for p, v in backup.items() if p.startswith(prefix or '')))

@@ -24,11 +24,13 @@ import grp
 import os
 import pwd
 import stat
+import tempfile
+import time
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _swap, _verify
+from ansible_collections.nexus.secrets.plugins.module_utils import _staged, _swap, _verify
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import (
-    UnsafePath, check_private, fd_path, fsync_path, lstat_at, open_file_at, remove_tree_at,
-    sha256_fd,
+    UnsafePath, check_private, fd_path, fsync_path, lstat_at, make_private_dir, open_file_at, remove_tree,
+    remove_tree_at, sha256_fd,
 )
 
 STAGING_PREFIX = _swap.STAGING_PREFIX
@@ -241,9 +243,13 @@ def remove_leftovers(layout, directories):
     return removed
 
 
+def _staging_name():
+    return STAGING_PREFIX + binascii.hexlify(os.urandom(6)).decode('ascii')
+
+
 def _make_staging(layout, staging_parent, record):
     """Create a private staging dir in ``staging_parent``; with ``record``, name it in the state dir first."""
-    name = STAGING_PREFIX + binascii.hexlify(os.urandom(6)).decode('ascii')
+    name = _staging_name()
     path = os.path.join(staging_parent, name)
     if record:
         _swap.record_staging(layout, [path])
@@ -336,11 +342,99 @@ def _remove_staging(layout, staging, staging_fd):
         pass
 
 
-def restore(src, backup_password, layout, key_password=None, keep_pre_restore=True, owner_ids=NO_OWNER,
-            check_mode=False, want_diff=False, now=None, max_total_bytes=None, depth='quick'):
-    """Run the whole restore; return the result dict or raise RestoreFailed/_swap.RollbackFailed."""
+def _adopt_staged(layout, state_fd, src, depth, staging_parent, result):
+    """``(staging path, manifest)`` of a matching staged copy moved into place, or ``(None, None)``."""
+    try:
+        name, found = _staged.take(layout, state_fd, src, depth)
+    except (OSError, UnsafePath, _swap.SwapError) as exc:
+        raise RestoreFailed('cannot look at the staged copies in %s: %s; nothing was changed'
+                            % (layout.state_dir, getattr(exc, 'strerror', None) or exc))
+    if name is None:
+        if found:
+            result['staged_copy_note'] = found
+            result['warnings'].append(found)
+        return None, None
+    try:
+        return _staged.adopt(layout, state_fd, name, staging_parent, _staging_name()), found
+    except OSError as exc:
+        note = ('the staged copy could not be moved next to the data dir (%s); the backup was validated again'
+                % (exc.strerror or exc))
+        result['staged_copy_note'] = note
+        result['warnings'].append(note)
+        try:
+            _staged.remove_all(layout, state_fd)
+            _swap.record_staging(layout, [])
+        except (OSError, UnsafePath, _swap.SwapError) as rm_exc:
+            raise RestoreFailed('cannot remove the staged copy in %s: %s; nothing was changed'
+                                % (layout.state_dir, getattr(rm_exc, 'strerror', None) or rm_exc))
+        return None, None
+
+
+def stage_only(src, backup_password, layout, key_password=None, check_mode=False, max_total_bytes=None,
+               depth='quick'):
+    """Validate ``src`` into a staged copy in the state dir for a later ``restore`` (``_staged``).
+
+    Nothing in the data dir is touched and no interrupted restore is recovered (that is the restore's
+    job, with the server stopped). In check mode the backup is validated in a temporary private dir
+    that is removed, and nothing is recorded. Returns the result dict or raises RestoreFailed.
+    """
+    if os.path.isdir(src):
+        raise RestoreFailed('stage_only takes a backup file; %s is a directory; nothing was changed' % src)
+    started = time.monotonic()
+    result = {'changed': False, 'staged': False, 'recovered': None, 'pre_restore_path': None, 'removed': [],
+              'warnings': [], 'staged_copy_used': False}
     staging_parent = _staging_parent(layout)
-    result = {'changed': False, 'recovered': None, 'pre_restore_path': None, 'removed': [], 'warnings': []}
+    state_fd, lock_fd = _take_lock(layout, check_mode)
+    try:
+        if check_mode or state_fd is None:
+            work = make_private_dir(tempfile.gettempdir(), '.nexus-stage-check-')
+            try:
+                staged = _verify.stage_backup(src, backup_password, work, key_password=key_password,
+                                              max_total_bytes=max_total_bytes, depth=depth)
+            except _verify.BackupInvalid as exc:
+                raise RestoreFailed('%s; nothing was changed' % exc)
+            finally:
+                remove_tree(work)
+        else:
+            if _swap.journal_exists(layout):
+                result['warnings'].append('an interrupted restore was found (%s); the restore finishes or undoes '
+                                          'it first' % layout.journal_path)
+            try:
+                staged, dummy = _staged.stage(layout, state_fd, src, backup_password, key_password=key_password,
+                                              depth=depth, max_total_bytes=max_total_bytes)
+            except _verify.BackupInvalid as exc:
+                raise RestoreFailed('%s; nothing was changed' % exc)
+            except (IOError, OSError, UnsafePath) as exc:
+                raise RestoreFailed('cannot stage the backup in %s: %s; nothing was changed'
+                                    % (layout.state_dir, getattr(exc, 'strerror', None) or exc))
+            result['staged'] = True
+            if os.stat(staging_parent).st_dev != os.fstat(state_fd).st_dev:
+                # The restore moves the copy by rename: from another filesystem it could not.
+                _staged.remove_all(layout, state_fd)
+                result['staged'] = False
+                result['warnings'].append('the restore state directory %s is not on the filesystem of %s: the '
+                                          'restore validates the backup again' % (layout.state_dir, staging_parent))
+    finally:
+        for fd in (lock_fd, state_fd):
+            if fd is not None:
+                os.close(fd)
+    result.update({'members': staged.members, 'secrets': staged.secrets, 'integrity': staged.integrity,
+                   'integrity_check': depth, 'keyring_verified': staged.keyring_verified,
+                   'timings': {'validate': round(time.monotonic() - started, 3), 'swap': 0.0}})
+    return result
+
+
+def restore(src, backup_password, layout, key_password=None, keep_pre_restore=True, owner_ids=NO_OWNER,
+            check_mode=False, want_diff=False, now=None, max_total_bytes=None, depth='quick', use_staged=True):
+    """Run the whole restore; return the result dict or raise RestoreFailed/_swap.RollbackFailed.
+
+    With ``use_staged``, a staged copy of ``src`` that ``stage_only`` recorded and that still matches
+    is swapped in instead of decrypting the backup again (``_staged``); any staged copy is removed.
+    """
+    started = time.monotonic()
+    staging_parent = _staging_parent(layout)
+    result = {'changed': False, 'recovered': None, 'pre_restore_path': None, 'removed': [], 'warnings': [],
+              'staged_copy_used': False}
     # One restore at a time per parent of data_dir: the lock lives in the root-only state dir there,
     # so a data dir that a run is about to create is covered too.
     state_fd, lock_fd = _take_lock(layout, check_mode)
@@ -372,8 +466,20 @@ def restore(src, backup_password, layout, key_password=None, keep_pre_restore=Tr
             _check_same_filesystem(layout, staging_parent)
         except UnsafePath as exc:
             raise RestoreFailed('%s; nothing was changed' % exc)
+        staging, adopted = None, None
+        if state_fd is not None and not check_mode and not os.path.isdir(src):
+            if use_staged:
+                staging, adopted = _adopt_staged(layout, state_fd, src, depth, staging_parent, result)
+            else:
+                try:
+                    _staged.remove_all(layout, state_fd)
+                except (OSError, UnsafePath) as exc:
+                    raise RestoreFailed('cannot remove the staged copy in %s: %s; nothing was changed'
+                                        % (layout.state_dir, getattr(exc, 'strerror', None) or exc))
+        result['staged_copy_used'] = adopted is not None
         try:
-            staging = _make_staging(layout, staging_parent, record=state_fd is not None and not check_mode)
+            if staging is None:
+                staging = _make_staging(layout, staging_parent, record=state_fd is not None and not check_mode)
         except (OSError, UnsafePath) as exc:
             raise RestoreFailed('cannot create a private staging directory in %s: %s'
                                 % (staging_parent, getattr(exc, 'strerror', None) or exc))
@@ -382,7 +488,7 @@ def restore(src, backup_password, layout, key_password=None, keep_pre_restore=Tr
         try:
             staging_fd, work = _open_staging(layout, staging)
             out = _stage_and_swap(src, backup_password, layout, staging, work, key_password, keep_pre_restore,
-                                  owner_ids, check_mode, want_diff, now, max_total_bytes, depth)
+                                  owner_ids, check_mode, want_diff, now, max_total_bytes, depth, adopted, started)
             result['warnings'].extend(out.pop('warnings', []))
             result.update(out)
         except _swap.RollbackFailed:
@@ -417,11 +523,28 @@ def _remove_staging_by_name(layout, staging):
         pass
 
 
+def _from_manifest(work, manifest, key_password):
+    """The StagedBackup of an adopted staged copy: its facts from the manifest, the keyring checked now."""
+    staged = _verify.StagedBackup(work, manifest['members'])
+    staged.secrets = manifest['secrets']
+    staged.integrity = 'ok'
+    if key_password is not None:
+        _verify.check_keyring(staged, key_password)
+    return staged
+
+
 def _stage_and_swap(src, backup_password, layout, staging, work, key_password, keep_pre_restore, owner_ids,
-                    check_mode, want_diff, now, max_total_bytes, depth):
-    """Stage into ``work`` (the staging dir, reached through its fd), then swap; ``staging`` is its name."""
+                    check_mode, want_diff, now, max_total_bytes, depth, adopted=None, started=None):
+    """Stage into ``work`` (the staging dir, reached through its fd), then swap; ``staging`` is its name.
+
+    ``adopted``: the manifest of a staged copy already moved into ``staging`` (nothing to decrypt).
+    """
+    started = time.monotonic() if started is None else started
     try:
-        if os.path.isdir(src):
+        if adopted is not None:
+            staged = _from_manifest(work, adopted, key_password)
+            depth = adopted['depth']
+        elif os.path.isdir(src):
             staged = _verify.stage_working_dir(src, work, key_password=key_password, depth=depth)
         else:
             staged = _verify.stage_backup(src, backup_password, work, key_password=key_password,
@@ -439,6 +562,8 @@ def _stage_and_swap(src, backup_password, layout, staging, work, key_password, k
         'integrity_check': depth,
         'keyring_verified': staged.keyring_verified,
     }
+    validated = time.monotonic()
+    out['timings'] = {'validate': round(validated - started, 3), 'swap': 0.0}
     try:
         if want_diff:
             out['diff'] = {'before_header': layout.data_dir, 'before': facts_text(live_facts(layout)),
@@ -458,6 +583,7 @@ def _stage_and_swap(src, backup_password, layout, staging, work, key_password, k
         done = _swap.swap_in(layout, journal, owner_ids)
     except _swap.SwapError as exc:
         raise RestoreFailed(str(exc))
+    out['timings']['swap'] = round(time.monotonic() - validated, 3)
     if done.get('cleanup_error'):
         out['warnings'] = [done['cleanup_error']]
     if journal['keep_pre_restore']:

@@ -363,6 +363,11 @@ def _read_private(layout, name, what):
         os.close(sfd)
 
 
+# For the staged-copy manifest (``_staged``), kept in the same state dir with the same guarantees.
+write_private = _write_private
+read_private = _read_private
+
+
 def write_journal(layout, journal, label):
     checkpoint(label)
     _write_private(layout, layout.journal_name,

@@ -237,12 +237,17 @@ def _validate(staged, key_password, depth):
     except sqlite3.DatabaseError as exc:
         raise BackupInvalid('nexus.db in the backup cannot be read: %s' % exc)
     if key_password is not None:
-        try:
-            unlocked = _keyring.keyring_unlocks(staged.keys_dir, key_password)
-        except _keyring.KeyringError as exc:
-            raise BackupInvalid('the keyring in the backup is unusable: %s' % exc)
-        if not unlocked:
-            raise KeyringMismatch('key_password does not unlock the keyring in the backup: NEXUS started with '
-                                  'it would replace the restored keys with new ones, losing every secret')
-        staged.keyring_verified = True
+        check_keyring(staged, key_password)
     return staged
+
+
+def check_keyring(staged, key_password):
+    """Raise KeyringMismatch unless the staged keyring unlocks with ``key_password``."""
+    try:
+        unlocked = _keyring.keyring_unlocks(staged.keys_dir, key_password)
+    except _keyring.KeyringError as exc:
+        raise BackupInvalid('the keyring in the backup is unusable: %s' % exc)
+    if not unlocked:
+        raise KeyringMismatch('key_password does not unlock the keyring in the backup: NEXUS started with '
+                              'it would replace the restored keys with new ones, losing every secret')
+    staged.keyring_verified = True

@@ -63,7 +63,8 @@ options:
     description:
       - An encrypted backup file on the host to compare the live secrets with. It is decrypted and
         validated into a private temporary directory, as M(nexus.secrets.nexus_restore) would, and
-        removed afterwards; the data directory is never read.
+        removed afterwards; the data directory is never read. It is read only once the server has
+        listed its secrets: a server that is down or refuses the credential costs no decryption.
       - RV(backup_match) then says whether restoring it would change what the server serves. A
         secret is the same when its id and version are (every update makes a new version).
       - A difference is not a problem (RV(ok) is not affected); a backup that cannot be read is.
@@ -270,10 +271,10 @@ def main():
     backup = None
     if params['compare_backup']:
         require_crypto(module)
-        try:
-            backup = backup_secrets(params['compare_backup'], params['backup_password'], params['tmp_dir'])
-        except BackupError as exc:
-            module.fail_json(msg=str(exc))
+
+        def backup():
+            # Decrypted only once the server listed its secrets: a server that is down costs no decryption.
+            return backup_secrets(params['compare_backup'], params['backup_password'], params['tmp_dir'])
     # The login is part of the check (check_server), so a refused password is a result, not a crash.
     client = NexusClient(url, token=params['token'] if method == 'token' else None,
                          api_key=params['api_key'] if method == 'api_key' else None,
@@ -283,6 +284,8 @@ def main():
     try:
         result = check_server(client, method, params['read'], params['prefix'], params['expected_count'],
                               params['workers'], backup)
+    except BackupError as exc:
+        module.fail_json(msg=str(exc))
     finally:
         client.close()
     result.update(changed=False, url=client.url)

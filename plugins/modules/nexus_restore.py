@@ -134,6 +134,40 @@ options:
     description:
       - Group (name or gid) of the restored files and of directories this module creates.
     type: str
+  stage_only:
+    description:
+      - Only decrypt, unpack and validate O(src) (every check of a restore, O(key_password) included)
+        into a private staged copy in the root-only state directory
+        (C(<parent of data_dir>/.nexus-secrets-restore/<data dir name>.staged-*)), and record it there
+        with a manifest (the backup file's device, inode, size, modification time and SHA-256, what
+        was proven, and each staged file's size, inode, modification time and SHA-256). Nothing in
+        the data directory is touched and the server may keep running; the task reports no change.
+      - The next restore of the same O(src) into the same O(data_dir) then swaps that copy in instead
+        of decrypting again (see O(use_staged_copy)): a recovery decrypts and checks the backup once,
+        before the server is stopped. The disaster recovery role does so.
+      - Any earlier staged copy of the data directory is removed first. The copy needs free space for
+        the unpacked backup on the filesystem of O(data_dir)'s parent, which must be the data
+        directory's own filesystem for the copy to be used (else RV(staged) is V(false) and the
+        restore validates again).
+      - In check mode the backup is validated in a temporary directory that is removed; nothing is
+        recorded.
+      - O(src) must be a backup file.
+    type: bool
+    default: false
+    version_added: 0.3.0
+  use_staged_copy:
+    description:
+      - Swap in the copy an earlier O(stage_only=true) run staged for this O(src) and O(data_dir),
+        instead of decrypting the backup again, when it still matches its manifest - the backup file
+        has the recorded device, inode, size, modification time and SHA-256 (it is read once more),
+        the staged directory and files are the recorded ones, private to the running user, and the
+        check they passed is at least O(integrity_check). The keyring is checked against
+        O(key_password) again. Otherwise the copy is removed and the restore does its full pass
+        (RV(staged_copy_note) says why).
+      - With V(false) any staged copy is removed unused.
+    type: bool
+    default: true
+    version_added: 0.3.0
 notes:
   - Restored files are C(0600), the keys directory C(0700).
   - A missing O(data_dir) is created C(0700) (disaster recovery onto a fresh host); a missing parent
@@ -282,6 +316,40 @@ overridden:
   elements: str
   version_added: 0.3.0
   sample: ['the server answered http://127.0.0.1:9000/health with HTTP 200']
+staged:
+  description: With O(stage_only=true), whether a validated copy was recorded for the next restore.
+  returned: when O(stage_only=true)
+  type: bool
+  sample: true
+  version_added: 0.3.0
+staged_copy_used:
+  description: Whether a copy staged by an earlier O(stage_only=true) run was swapped in (the backup was
+    not decrypted again).
+  returned: always
+  type: bool
+  sample: true
+  version_added: 0.3.0
+staged_copy_note:
+  description: Why a recorded staged copy was not used (also issued as a warning).
+  returned: when a staged copy was found but not used
+  type: str
+  sample: the staged copy was not used (the backup /var/backups/nexus/x.tar.gz.enc changed since it was staged
+    (SHA-256 differs)); the backup was validated again
+  version_added: 0.3.0
+timings:
+  description: Seconds spent validating (decrypting, unpacking and checking the backup, or checking and
+    taking a staged copy) and swapping the files in.
+  returned: when the backup could be read
+  type: dict
+  contains:
+    validate:
+      description: Seconds until the backup (or staged copy) was proven.
+      type: float
+    swap:
+      description: Seconds of the swap and its clean-up (0 when nothing was swapped).
+      type: float
+  sample: {validate: 7.92, swap: 0.41}
+  version_added: 0.3.0
 duration:
   description: Seconds the module took.
   returned: always
@@ -314,10 +382,15 @@ def argument_spec():
         owner=dict(type='str'),
         group=dict(type='str'),
         integrity_check=dict(type='str', choices=['quick', 'full'], default='quick'),
+        stage_only=dict(type='bool', default=False),
+        use_staged_copy=dict(type='bool', default=True),
     )
 
 
 def summary(result, check_mode):
+    if 'staged' in result:
+        return '%s %d secrets%s' % ('staged' if result['staged'] else 'validated', result['secrets'],
+                                    ' (keyring verified)' if result['keyring_verified'] else '')
     if not result['changed']:
         return 'the data directory already holds exactly this backup'
     verb = 'would restore' if check_mode else 'restored'
@@ -360,6 +433,20 @@ def main():
     if not params['backup_password'] and not os.path.isdir(params['src']):
         module.fail_json(msg='backup_password is required (or set NEXUS_BACKUP_PASSWORD)')
     layout = _swap.Layout(params['data_dir'], params['db_path'], params['keys_dir'])
+    if params['stage_only']:
+        # Only the state dir is written: the server may run meanwhile.
+        try:
+            result = _restore.stage_only(params['src'], params['backup_password'], layout,
+                                         key_password=params['key_password'] or None, check_mode=module.check_mode,
+                                         depth=params['integrity_check'])
+        except _restore.RestoreFailed as exc:
+            module.fail_json(msg=str(exc), changed=False, staged=False,
+                             duration=round(time.monotonic() - started, 3))
+        for warning in result.pop('warnings'):
+            module.warn(warning)
+        result.update(holders=[], overridden=[], msg=summary(result, module.check_mode),
+                      duration=round(time.monotonic() - started, 3))
+        module.exit_json(**result)
     guard = live_server_guard(module, layout)
     try:
         owner_ids = _restore.resolve_owner(params['owner'], params['group'])
@@ -367,7 +454,7 @@ def main():
                                   key_password=params['key_password'] or None,
                                   keep_pre_restore=params['pre_restore_backup'], owner_ids=owner_ids,
                                   check_mode=module.check_mode, want_diff=module._diff,
-                                  depth=params['integrity_check'])
+                                  depth=params['integrity_check'], use_staged=params['use_staged_copy'])
     except _restore.RestoreFailed as exc:
         module.fail_json(msg=str(exc), changed=False, duration=round(time.monotonic() - started, 3))
     except _swap.RollbackFailed as exc:

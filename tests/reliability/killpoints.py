@@ -34,7 +34,7 @@ PKG = 'ansible_collections.nexus.secrets.plugins'
 # _liveness is left out on purpose: its /proc scan makes a number of calls that changes with the
 # processes on the machine, which would move every later kill point between calibration and kill runs.
 UTILS = ('_archive', '_backup', '_crypto', '_envelope', '_fsutil', '_health', '_iothreads', '_keyring',
-         '_keyring_rotation', '_rekey_backups', '_restore', '_retention', '_sqlite', '_swap', '_verify')
+         '_keyring_rotation', '_rekey_backups', '_restore', '_retention', '_sqlite', '_staged', '_swap', '_verify')
 
 # (module basename, function name or '*') -> phase; functions not listed inherit the current phase.
 RESTORE_PHASES = {
@@ -58,6 +58,13 @@ RESTORE_PHASES = {
     ('_swap', 'plan'): 'validate',
     ('_swap', 'swap_in'): 'swap',
     ('_swap', 'finish'): 'cleanup',
+    # stage_only: preflight, decrypt, extract, validate, then the staged copy is made durable and recorded.
+    ('_restore', 'stage_only'): 'preflight',
+    ('_staged', '_fsync_tree'): 'record',
+    # A restore looks for a staged copy of its src (and, when one matches, moves it into place
+    # instead of decrypting): after preflight, before validate.
+    ('_staged', 'take'): 'adopt',
+    ('_staged', 'adopt'): 'adopt',
 }
 BACKUP_PHASES = {
     ('nexus_backup', 'main'): 'preflight',
@@ -95,7 +102,8 @@ PHASE_MAPS = {'nexus_restore': RESTORE_PHASES, 'nexus_backup': BACKUP_PHASES,
 # Phases only move forward (a function two phases call, like the KDF used again by the keyring
 # check, does not send 'validate' back to 'decrypt'); phases of equal rank interleave (streaming).
 PHASE_RANKS = {
-    'nexus_restore': {'start': 0, 'preflight': 1, 'decrypt': 2, 'extract': 2, 'validate': 3, 'swap': 4, 'cleanup': 5},
+    'nexus_restore': {'start': 0, 'preflight': 1, 'adopt': 2, 'decrypt': 2, 'extract': 2, 'validate': 3, 'record': 4,
+                      'swap': 4, 'cleanup': 5},
     'nexus_backup': {'start': 0, 'preflight': 1, 'snapshot': 2, 'archive': 3, 'encrypt': 3, 'publish': 4,
                      'retention': 5},
     'nexus_keyring_rotate': {'start': 0, 'preflight': 1, 'decrypt': 2, 'write': 3, 'swap': 4, 'cleanup': 5},
