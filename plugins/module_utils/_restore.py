@@ -381,7 +381,7 @@ def stage_only(src, backup_password, layout, key_password=None, check_mode=False
     if os.path.isdir(src):
         raise RestoreFailed('stage_only takes a backup file; %s is a directory; nothing was changed' % src)
     started = time.monotonic()
-    result = {'changed': False, 'staged': False, 'recovered': None, 'pre_restore_path': None, 'removed': [],
+    result = {'changed': False, 'staged': False, 'staged_paths': [], 'recovered': None, 'pre_restore_path': None, 'removed': [],
               'warnings': [], 'staged_copy_used': False}
     staging_parent = _staging_parent(layout)
     state_fd, lock_fd = _take_lock(layout, check_mode)
@@ -400,18 +400,20 @@ def stage_only(src, backup_password, layout, key_password=None, check_mode=False
                 result['warnings'].append('an interrupted restore was found (%s); the restore finishes or undoes '
                                           'it first' % layout.journal_path)
             try:
-                staged, dummy = _staged.stage(layout, state_fd, src, backup_password, key_password=key_password,
-                                              depth=depth, max_total_bytes=max_total_bytes)
+                staged, manifest = _staged.stage(layout, state_fd, src, backup_password, key_password=key_password,
+                                                 depth=depth, max_total_bytes=max_total_bytes)
             except _verify.BackupInvalid as exc:
                 raise RestoreFailed('%s; nothing was changed' % exc)
             except (IOError, OSError, UnsafePath) as exc:
                 raise RestoreFailed('cannot stage the backup in %s: %s; nothing was changed'
                                     % (layout.state_dir, getattr(exc, 'strerror', None) or exc))
             result['staged'] = True
+            result['staged_paths'] = _staged.paths(layout, manifest)
             if os.stat(staging_parent).st_dev != os.fstat(state_fd).st_dev:
                 # The restore moves the copy by rename: from another filesystem it could not.
                 _staged.remove_all(layout, state_fd)
                 result['staged'] = False
+                result['staged_paths'] = []
                 result['warnings'].append('the restore state directory %s is not on the filesystem of %s: the '
                                           'restore validates the backup again' % (layout.state_dir, staging_parent))
     finally:

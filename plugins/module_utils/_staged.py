@@ -31,7 +31,10 @@ import binascii
 import json
 import os
 import re
+import sqlite3
 import stat
+
+from urllib.parse import quote
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _swap, _verify
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import (
@@ -188,6 +191,11 @@ def stage(layout, state_fd, src, backup_password, key_password=None, depth='quic
     return staged, manifest
 
 
+def paths(layout, manifest):
+    """What to delete to drop a staged copy, the manifest first (for a recovery that did not use it)."""
+    return [os.path.join(layout.state_dir, manifest_name(layout)), os.path.join(layout.state_dir, manifest['dir'])]
+
+
 def read_manifest(layout):
     """The recorded manifest, or None; StagedCopyUnusable when it is not one this collection wrote."""
     try:
@@ -222,8 +230,48 @@ def take(layout, state_fd, src, depth):
     return manifest['dir'], manifest
 
 
-def _check(layout, state_fd, manifest, src, depth):
-    for what in ('data_dir', 'db_path', 'keys_dir'):
+def live_secrets(data_dir, src):
+    """``{path: (id, version)}`` of the live secrets in the staged copy of ``src`` for ``data_dir``, or None.
+
+    Read-only (nothing is removed or recorded): None when no staged copy matches ``src`` exactly as a
+    restore would require (identity and SHA-256 of the file, the recorded directory and files).
+    """
+    layout = _swap.Layout(data_dir)
+    try:
+        state_fd = _swap.open_state_dir(layout, create=False)
+    except (UnsafePath, OSError):
+        return None
+    if state_fd is None:
+        return None
+    try:
+        manifest = read_manifest(layout)
+        if manifest is None:
+            return None
+        _check(layout, state_fd, manifest, os.path.abspath(src), 'quick', same_layout=False)
+        shown = os.path.join(layout.state_dir, manifest['dir'], _verify.TREE_NAME)
+        dir_fd = open_dir_at(state_fd, manifest['dir'], os.path.dirname(shown))
+        try:
+            tree_fd = open_dir_at(dir_fd, _verify.TREE_NAME, shown)
+        finally:
+            os.close(dir_fd)
+        try:
+            db = os.path.join(fd_path(tree_fd) or shown, _verify.DB_NAME)
+            conn = sqlite3.connect('file:%s?mode=ro&immutable=1' % quote(db), uri=True)
+            try:
+                rows = conn.execute('SELECT path, id, version FROM secrets WHERE deleted_at IS NULL').fetchall()
+            finally:
+                conn.close()
+        finally:
+            os.close(tree_fd)
+        return dict((row[0], (row[1], row[2])) for row in rows)
+    except (StagedCopyUnusable, UnsafePath, OSError, ValueError, KeyError, TypeError, sqlite3.Error):
+        return None
+    finally:
+        os.close(state_fd)
+
+
+def _check(layout, state_fd, manifest, src, depth, same_layout=True):
+    for what in (('data_dir', 'db_path', 'keys_dir') if same_layout else ('data_dir',)):
         if manifest[what] != getattr(layout, what):
             raise StagedCopyUnusable('it was staged for %s=%s' % (what, manifest[what]))
     if manifest['src'] != src:

@@ -75,6 +75,17 @@ options:
       - If not set, the value of the E(NEXUS_BACKUP_PASSWORD) environment variable is used (an empty
         value counts as unset).
     type: str
+  staged_data_dir:
+    description:
+      - The data directory for which M(nexus.secrets.nexus_restore) (O(nexus.secrets.nexus_restore#module:stage_only=true))
+        staged O(compare_backup). When that staged copy still matches the backup file exactly as a
+        restore would require it (device, inode, size, modification time and SHA-256 of the file,
+        the recorded staged files), its database is read instead of decrypting the backup again;
+        otherwise the backup is decrypted as without this option. Nothing is changed either way.
+      - The disaster recovery role sets it, so that comparing a running server with the backup
+        costs no second decryption.
+    type: path
+    version_added: 0.3.0
   tmp_dir:
     description:
       - Where the private staging directory for O(compare_backup) is made; it needs room for the
@@ -197,8 +208,13 @@ backup_match:
     paths:
       description: Up to ten paths of each kind (V(missing), V(extra), V(changed)).
       type: dict
+    staged_copy_used:
+      description: Whether the backup's secrets were read from a staged copy (O(staged_data_dir))
+        rather than by decrypting the backup.
+      type: bool
+      version_added: 0.3.0
   sample: {matches: false, backup_secrets: 25, missing: 0, extra: 1, changed: 0,
-           paths: {missing: [], extra: [app/new], changed: []}}
+           paths: {missing: [], extra: [app/new], changed: []}, staged_copy_used: false}
 problems:
   description: Every problem found, in the order of the checks.
   returned: always
@@ -232,6 +248,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils._info import (
     backup_secrets,
     check_server,
 )
+from ansible_collections.nexus.secrets.plugins.module_utils._staged import live_secrets
 
 
 def main():
@@ -245,6 +262,7 @@ def main():
             backup_password=dict(type='str', no_log=True,
                                  fallback=(nonempty_env_fallback, ['NEXUS_BACKUP_PASSWORD'])),
             tmp_dir=dict(type='path'),
+            staged_data_dir=dict(type='path'),
             fail_on_problems=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
@@ -269,11 +287,17 @@ def main():
     if bad:
         module.fail_json(msg='; '.join(bad))
     backup = None
+    from_staged = []
     if params['compare_backup']:
         require_crypto(module)
 
         def backup():
-            # Decrypted only once the server listed its secrets: a server that is down costs no decryption.
+            # Read only once the server listed its secrets: a server that is down costs no decryption.
+            if params['staged_data_dir']:
+                found = live_secrets(params['staged_data_dir'], params['compare_backup'])
+                if found is not None:
+                    from_staged.append(True)
+                    return found
             return backup_secrets(params['compare_backup'], params['backup_password'], params['tmp_dir'])
     # The login is part of the check (check_server), so a refused password is a result, not a crash.
     client = NexusClient(url, token=params['token'] if method == 'token' else None,
@@ -288,6 +312,8 @@ def main():
         module.fail_json(msg=str(exc))
     finally:
         client.close()
+    if result['backup_match'] is not None:
+        result['backup_match']['staged_copy_used'] = bool(from_staged)
     result.update(changed=False, url=client.url)
     if params['fail_on_problems'] and not result['ok']:
         module.fail_json(msg='NEXUS at %s: %s' % (client.url, '; '.join(result['problems'])), **result)

@@ -322,6 +322,15 @@ staged:
   type: bool
   sample: true
   version_added: 0.3.0
+staged_paths:
+  description: With O(stage_only=true), the staged copy's manifest and directory in the state directory,
+    in the order to delete them to drop a copy no restore will use (the next stage or restore of the
+    data directory removes it anyway).
+  returned: when O(stage_only=true)
+  type: list
+  elements: str
+  sample: [/var/lib/.nexus-secrets-restore/nexus.staged, /var/lib/.nexus-secrets-restore/nexus.staged-5f0c2a9e1b3d]
+  version_added: 0.3.0
 staged_copy_used:
   description: Whether a copy staged by an earlier O(stage_only=true) run was swapped in (the backup was
     not decrypted again).

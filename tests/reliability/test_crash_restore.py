@@ -237,3 +237,81 @@ def test_recovery_itself_survives_sigkill(world):
         _restore.restore(args['src'], BACKUP_PASSWORD, _swap.Layout(str(data_dir)), key_password=NEW_KEY_PASSWORD)
         check_finished(world, data_dir, True)
     print('\nRESTORE CRASH: recovery killed at %d rollback steps, each finished by the next run' % len(rollback_steps))
+
+
+# --- a recovery that decrypts once: stage_only first, then the restore swaps the staged copy in ---------
+STAGE_ONLY_PHASES = ('preflight', 'decrypt', 'extract', 'validate', 'record')
+STAGE_ONLY_KILLS_PER_PHASE = {'preflight': 2, 'decrypt': 2, 'extract': 2, 'validate': 2, 'record': 4}
+STAGED_PHASES = ('adopt', 'validate', 'swap', 'cleanup')
+STAGED_KILLS_PER_PHASE = {'adopt': 5, 'validate': 2, 'swap': 6, 'cleanup': 3}
+
+
+def stage_first(world, data_dir):
+    out = _restore.stage_only(world['src'], BACKUP_PASSWORD, _swap.Layout(str(data_dir)),
+                              key_password=NEW_KEY_PASSWORD)
+    assert out['staged'] is True
+
+
+def test_stage_only_killed_anywhere_changes_nothing_and_the_next_restore_cleans_up(world):
+    run_dir = world['base'] / 'stage-calibration'
+    data_dir = run_dir / 'nexus'
+    make_old(world, data_dir)
+    args = dict(restore_args(world, data_dir, True), stage_only=True)
+    res = killpoints.spawn('nexus_restore', args, run_dir / 'child', record=True)
+    assert res.returncode == 0 and res.module_result()['staged'] is True, res.stderr[-3000:]
+    assert which_state(world, data_dir) == 'old'
+    points = killpoints.choose_kill_points(res.record['phases'], res.record['labels'], STAGE_ONLY_PHASES,
+                                           STAGE_ONLY_KILLS_PER_PHASE)
+    hit = collections.Counter()
+    for index in points:
+        run_dir = world['base'] / ('stage-kill-%03d' % index)
+        data_dir = run_dir / 'nexus'
+        make_old(world, data_dir)
+        killed = killpoints.spawn('nexus_restore', dict(restore_args(world, data_dir, True), stage_only=True),
+                                  run_dir / 'child', kill_at=index)
+        assert killed.killed, killed.stderr[-3000:]
+        hit[killed.report['phase']] += 1
+        # Staging never touches the data dir, whatever the moment it dies.
+        assert which_state(world, data_dir) == 'old' and read_journal(data_dir) is None
+        out = _restore.restore(world['src'], BACKUP_PASSWORD, _swap.Layout(str(data_dir)),
+                               key_password=NEW_KEY_PASSWORD, keep_pre_restore=True)
+        assert out['changed']
+        check_finished(world, data_dir, True)
+    print('\nSTAGE CRASH: kills per phase: %s' % dict(sorted(hit.items())))
+    assert set(hit) == set(STAGE_ONLY_PHASES), hit
+
+
+def test_restore_of_a_staged_copy_decrypts_nothing_and_survives_sigkill(world):
+    run_dir = world['base'] / 'staged-calibration'
+    data_dir = run_dir / 'nexus'
+    make_old(world, data_dir)
+    stage_first(world, data_dir)
+    args = restore_args(world, data_dir, True)
+    res = killpoints.spawn('nexus_restore', args, run_dir / 'child', record=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.module_result()
+    assert out['changed'] and out['staged_copy_used'] is True
+    # The proof of one decryption per recovery: not one event of the restore decrypts or unpacks.
+    assert 'adopt' in res.record['phases']
+    assert not set(res.record['phases']) & {'decrypt', 'extract'}, collections.Counter(res.record['phases'])
+    check_finished(world, data_dir, True)
+    points = killpoints.choose_kill_points(res.record['phases'], res.record['labels'], STAGED_PHASES,
+                                           STAGED_KILLS_PER_PHASE)
+    hit, outcomes = collections.Counter(), collections.Counter()
+    for n, index in enumerate(points):
+        run_dir = world['base'] / ('staged-kill-%03d' % index)
+        data_dir = run_dir / 'nexus'
+        make_old(world, data_dir)
+        stage_first(world, data_dir)
+        killed = killpoints.spawn('nexus_restore', restore_args(world, data_dir, True), run_dir / 'child',
+                                  kill_at=index)
+        assert killed.killed, killed.stderr[-3000:]
+        hit[killed.report['phase']] += 1
+        outcomes[check_after_kill(world, data_dir, recover_here=n % 2 == 0)] += 1
+        # The next run uses the staged copy if it is still whole and recorded, else validates again.
+        _restore.restore(world['src'], BACKUP_PASSWORD, _swap.Layout(str(data_dir)), key_password=NEW_KEY_PASSWORD,
+                         keep_pre_restore=True)
+        check_finished(world, data_dir, True)
+    print('\nSTAGED RESTORE CRASH: kills per phase: %s; states after kill: %s'
+          % (dict(sorted(hit.items())), dict(sorted(outcomes.items()))))
+    assert set(hit) == set(STAGED_PHASES), hit

@@ -200,6 +200,15 @@ def test_fresh_host_recovered_and_verified_by_token_only(one_host, tmp_path):
     report = json.loads(next((tmp_path / 'reports').glob('nexus-dr-*.json')).read_text())
     assert report['hosts'][0]['verified_with'] == 'token' and report['hosts'][0]['live_secrets'] == 7
     assert report['hosts'][0]['server_restarted'] is True
+    # One decryption: the restore swapped in the copy preflight staged and validated.
+    assert report['hosts'][0]['restore_staged_copy_used'] is True
+    stage = res.task('nexus.secrets.disaster_recovery : Decrypt and validate the backup into a staged copy, and unlock '
+                     'its keyring with the keyring password', host='nexus-a')
+    assert stage['staged'] is True and stage['staged_copy_used'] is False
+    restore = res.task('nexus.secrets.disaster_recovery : Restore the backup into the data directory (the current '
+                       'files are kept as a pre-restore copy)', host='nexus-a')
+    assert restore['staged_copy_used'] is True and 'staged_copy_note' not in restore
+    assert os.listdir(str(tmp_path / 'nexus-a' / '.nexus-secrets-restore')) == ['lock']
     # The same report is published with set_stats, for AWX's job artifacts.
     stats = res.task("nexus.secrets.disaster_recovery : Publish the report with the play's statistics",
                      host='nexus-a')['ansible_stats']
@@ -233,7 +242,11 @@ def test_backup_before_and_unchanged_server_left_running(one_host, tmp_path):
     report = json.loads(next((tmp_path / 'reports').glob('nexus-dr-*.json')).read_text())['hosts'][0]
     assert [p['name'] for p in report['phases']] == ['preflight', 'password', 'verify']
     assert report['server_restarted'] is False and report['status'] == 'recovered'
-    assert report['downtime_seconds'] == 0
+    assert report['downtime_seconds'] == 0 and report['restore_staged_copy_used'] is None
+    # The comparison read the staged copy (no second decryption), and the unused copy was removed.
+    check = res.task_results('nexus.secrets.disaster_recovery : Check the server through its API', host='nexus-a')[0]
+    assert check['backup_match']['matches'] is True and check['backup_match']['staged_copy_used'] is True
+    assert os.listdir(str(host_dir / '.nexus-secrets-restore')) == ['lock']
     assert server_pid(host_dir) == pid
     assert (host_dir / 'environment').read_bytes() == env_before
     assert snapshot(url) == states[1]
