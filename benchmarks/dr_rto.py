@@ -111,8 +111,8 @@ def run_size(size_mib, root, env):
     subprocess.run(['sh', '-c', start_script(host_dir, port)], check=True, capture_output=True)
     try:
         started = time.time()
-        out = run_module('nexus.secrets.nexus_backup', {'data_dir': str(data_dir), 'dest': str(backups),
-                                                       'backup_password': PASSWORD}, env=env)
+        backup_args = {'data_dir': str(data_dir), 'dest': str(backups), 'backup_password': PASSWORD}
+        out = run_module('nexus.secrets.nexus_backup', backup_args, env=env)
         if out.get('failed'):
             raise SystemExit('backup failed: %s' % out.get('msg'))
         print('backup   : module %6.2f s, task (ansible-playbook) %6.2f s; file %.0f MiB'
@@ -144,8 +144,8 @@ def run_size(size_mib, root, env):
             'nexus_dr_api_username': ADMIN_USER, 'nexus_dr_api_password': ADMIN_PASSWORD})
         wall = time.time() - started
         if res.rc:
-            raise SystemExit('disaster_recovery.yml failed (rc %d):\n%s\n%s' % (res.rc, res.stdout[-4000:],
-                                                                               res.stderr[-2000:]))
+            raise SystemExit('disaster_recovery.yml failed (rc %d):\n%s\n%s'
+                             % (res.rc, res.stdout[-4000:], res.stderr[-2000:]))
         report = json.loads(sorted((host_dir / 'reports').glob('*.json'))[-1].read_text())['hosts'][0]
         print('DR playbook wall time %6.2f s; report: status %s, RTO %.2f s, downtime %.2f s, %s secrets'
               % (wall, report['status'], float(report['rto_seconds']), float(report['downtime_seconds']),
@@ -176,8 +176,9 @@ def main(argv=None):
         print('--- summary (seconds): size MiB, backup module, DR playbook wall, DR RTO (report), restore phase')
         for row in rows:
             restore = [p for p in row['phases'] if p['name'] == 'restore']
-            print('%6d  %7.2f  %7.2f  %7.2f  %7.2f' % (row['size_mib'], row['backup_s'], row['dr_wall_s'], row['rto_s'],
-                                                      float(restore[0]['seconds']) if restore else float('nan')))
+            print('%6d  %7.2f  %7.2f  %7.2f  %7.2f'
+                  % (row['size_mib'], row['backup_s'], row['dr_wall_s'], row['rto_s'],
+                     float(restore[0]['seconds']) if restore else float('nan')))
     finally:
         if not opts.keep:
             shutil.rmtree(str(root), ignore_errors=True)

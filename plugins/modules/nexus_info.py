@@ -64,7 +64,7 @@ options:
       - An encrypted backup file on the host to compare the live secrets with. It is decrypted and
         validated into a private temporary directory, as M(nexus.secrets.nexus_restore) would, and
         removed afterwards; the data directory is never read. It is read only once the server has
-        listed its secrets: a server that is down or refuses the credential costs no decryption.
+        listed its secrets, so a server that is down or refuses the credential costs no decryption.
       - RV(backup_match) then says whether restoring it would change what the server serves. A
         secret is the same when its id and version are (every update makes a new version).
       - A difference is not a problem (RV(ok) is not affected); a backup that cannot be read is.

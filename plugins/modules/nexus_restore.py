@@ -143,8 +143,8 @@ options:
         was proven, and each staged file's size, inode, modification time and SHA-256). Nothing in
         the data directory is touched and the server may keep running; the task reports no change.
       - The next restore of the same O(src) into the same O(data_dir) then swaps that copy in instead
-        of decrypting again (see O(use_staged_copy)): a recovery decrypts and checks the backup once,
-        before the server is stopped. The disaster recovery role does so.
+        of decrypting again (see O(use_staged_copy)), so that a recovery decrypts and checks the backup
+        once, before the server is stopped. The disaster recovery role does so.
       - Any earlier staged copy of the data directory is removed first. The copy needs free space for
         the unpacked backup on the filesystem of O(data_dir)'s parent, which must be the data
         directory's own filesystem for the copy to be used (else RV(staged) is V(false) and the

@@ -35,8 +35,7 @@ def stage_args(data_dir, src=None, **extra):
     return args
 
 
-def test_stage_only_touches_nothing_then_the_restore_swaps_the_copy_in(ansible_module, nexus_server_factory,
-                                                                       tmp_path):
+def test_stage_only_touches_nothing_then_the_restore_swaps_the_copy_in(ansible_module, nexus_server_factory, tmp_path):
     live = b.make_data_dir(tmp_path / 'nexus')
     (live / 'nexus.db-wal').write_bytes(b'a running server')
     before = b.snapshot(live)
@@ -137,8 +136,7 @@ def test_a_new_staging_replaces_the_old_copy(ansible_module, tmp_path):
     assert len(second) == 2 and second != first
 
 
-def test_nexus_info_compares_with_the_staged_copy_without_decrypting(ansible_module, nexus_server_factory,
-                                                                    tmp_path):
+def test_nexus_info_compares_with_the_staged_copy_without_decrypting(ansible_module, nexus_server_factory, tmp_path):
     data_dir = tmp_path / 'nexus'
     assert ansible_module(MODULE, restore_args(data_dir))['changed']
     server = nexus_server_factory(workdir=data_dir, key_password=KEYRING_PASSWORD)
