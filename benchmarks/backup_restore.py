@@ -91,9 +91,10 @@ def build_real_shaped(conn, size_mib, master_key, secrets=20000, versions=3):
     conn.execute('COMMIT')
     start = datetime.datetime(2026, 1, 1)
     row = 0
+    batch_rows = 20000 if size_mib >= 64 else 1000  # a small database ends close to its size
     while os.path.getsize(conn.execute('PRAGMA database_list').fetchone()[2]) < size_mib * MIB:
         batch = []
-        for dummy in range(20000):
+        for dummy in range(batch_rows):
             row += 1
             i = rng.randrange(secrets)
             batch.append((str(uuid.UUID(int=rng.getrandbits(128))),

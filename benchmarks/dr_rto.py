@@ -14,8 +14,9 @@ size; a database under 80 MiB holds 250 secrets per MiB), and then, as an operat
    start/stop commands as hooks, nexus_dr_install_deps=false) recovers it from the backup directory.
 
 Printed: the backup module's time and the task's wall time, the wall time of the whole DR playbook,
-the phases of the DR report (seconds each, RTO, downtime) and the time of every module of the run
-that reports one (``duration``), so that it shows where a recovery's time goes.
+the phases of the DR report (seconds each, RTO, downtime), the time of every module of the run that
+reports one (``duration``), so that it shows where a recovery's time goes, and the restore's own
+time: ``nexus_restore`` alone, from the same backup into an empty directory (a full pass).
 
 The modules run without isal, as on NEXUS hosts: a directory whose ``isal`` package fails to import
 comes first on the modules' PYTHONPATH (the standard library's zlib is used).
@@ -154,8 +155,21 @@ def run_size(size_mib, root, env):
         for name, seconds, staged in durations(res, HOST):
             print('  module %-70s %6.2f s%s' % (name[:70], seconds,
                                                 '' if staged is None else ' (staged_copy_used=%s)' % staged))
+        # The restore's own time, for comparison: nexus_restore alone into an empty directory (it decrypts,
+        # unpacks and checks the backup itself, as it does without a staged copy).
+        started = time.time()
+        alone = run_module('nexus.secrets.nexus_restore', {
+            'src': report['backup'], 'backup_password': PASSWORD, 'key_password': KEY_PASSWORD,
+            'data_dir': str(host_dir / 'restore-alone'), 'pre_restore_backup': False, 'force': True}, env=env)
+        if alone.get('failed'):
+            raise SystemExit('nexus_restore alone failed: %s' % alone.get('msg'))
+        alone_wall = time.time() - started
+        print('restore alone (nexus_restore, full pass): module %6.2f s (validate %.2f s, swap %.2f s), task %6.2f s'
+              % (alone['duration'], alone['timings']['validate'], alone['timings']['swap'], alone_wall))
+        shutil.rmtree(str(host_dir / 'restore-alone'))
         return {'size_mib': size_mib, 'backup_s': out['duration'], 'dr_wall_s': wall,
-                'rto_s': float(report['rto_seconds']), 'phases': report['phases']}
+                'rto_s': float(report['rto_seconds']), 'phases': report['phases'],
+                'restore_alone_s': alone['duration'], 'restore_alone_wall_s': alone_wall}
     finally:
         if (data_dir / 'nexus.pid').exists():
             ctl('stop', '--kill', '--workdir', str(data_dir))
@@ -173,12 +187,14 @@ def main(argv=None):
     try:
         env = hidden_isal(root)
         rows = [run_size(int(size), root, env) for size in opts.sizes.split(',') if size.strip()]
-        print('--- summary (seconds): size MiB, backup module, DR playbook wall, DR RTO (report), restore phase')
+        print('--- summary (seconds): size MiB, backup module, DR playbook wall, DR RTO (report), DR restore phase, '
+              'restore alone (module), restore alone (task)')
         for row in rows:
             restore = [p for p in row['phases'] if p['name'] == 'restore']
-            print('%6d  %7.2f  %7.2f  %7.2f  %7.2f'
+            print('%6d  %7.2f  %7.2f  %7.2f  %7.2f  %7.2f  %7.2f'
                   % (row['size_mib'], row['backup_s'], row['dr_wall_s'], row['rto_s'],
-                     float(restore[0]['seconds']) if restore else float('nan')))
+                     float(restore[0]['seconds']) if restore else float('nan'), row['restore_alone_s'],
+                     row['restore_alone_wall_s']))
     finally:
         if not opts.keep:
             shutil.rmtree(str(root), ignore_errors=True)
