@@ -33,6 +33,7 @@ import os
 import re
 import sqlite3
 import stat
+import threading
 
 from urllib.parse import quote
 
@@ -135,6 +136,13 @@ def _fsync_tree(staged):
             os.close(fd)
 
 
+def _hash_into(staged, out):
+    try:
+        out['facts'] = staged.facts()
+    except Exception as exc:  # pylint: disable=broad-except
+        out['error'] = exc  # re-raised by the caller, in its own thread
+
+
 def stage(layout, state_fd, src, backup_password, key_password=None, depth='quick', max_total_bytes=None):
     """Validate ``src`` into a new staged copy in the state dir and record it; return ``(staged, manifest)``.
 
@@ -158,10 +166,18 @@ def stage(layout, state_fd, src, backup_password, key_password=None, depth='quic
         staged = _verify.stage_backup(src, backup_password, work, key_password=key_password,
                                       max_total_bytes=max_total_bytes, depth=depth)
         _fsync_tree(staged)
+        # The staged files are hashed on another thread while the backup file is (hashlib lets go of the GIL).
+        hashed = {}
+        worker = threading.Thread(target=_hash_into, args=(staged, hashed))
+        worker.start()
         try:
             src_id, src_sha256 = source_identity(src)
         except (StagedCopyUnusable, OSError) as exc:
             raise _verify.BackupInvalid('the backup %s changed while it was staged (%s)' % (src, exc))
+        finally:
+            worker.join()
+        if 'error' in hashed:
+            raise hashed['error']
         if src_id != _identity(before):
             raise _verify.BackupInvalid('the backup %s changed while it was staged' % src)
         tree_fd = open_dir_at(dir_fd, _verify.TREE_NAME, os.path.join(shown, _verify.TREE_NAME))
@@ -170,7 +186,7 @@ def stage(layout, state_fd, src, backup_password, key_password=None, depth='quic
                          for rel, st in _tree_files(tree_fd, os.path.join(shown, _verify.TREE_NAME)).items())
         finally:
             os.close(tree_fd)
-        for rel, facts in staged.facts().items():
+        for rel, facts in hashed['facts'].items():
             files[rel]['sha256'] = facts['sha256']
         manifest = {
             'format': MANIFEST_FORMAT, 'data_dir': layout.data_dir, 'db_path': layout.db_path,
