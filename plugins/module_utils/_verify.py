@@ -30,6 +30,7 @@ from urllib.parse import quote
 from ansible_collections.nexus.secrets.plugins.module_utils import (
     _archive, _envelope, _keyring, _sqlite, _workdir_source,
 )
+from ansible_collections.nexus.secrets.plugins.module_utils._iothreads import read_ahead
 
 DB_NAME = 'nexus.db'
 KEYS_NAME = 'data/keys'
@@ -151,10 +152,10 @@ def _unpack(src, password, tree, max_total_bytes):
         fh = open(src, 'rb')
     except (IOError, OSError) as exc:
         raise BackupInvalid('cannot read the backup %s: %s' % (src, exc.strerror or exc))
-    with fh:
+    with fh, read_ahead(fh) as ahead:
         reader = None
         try:
-            reader = _envelope.EnvelopeReader(fh, password)
+            reader = _envelope.EnvelopeReader(ahead, password)
             return _archive.extract_archive(reader, tree, max_total_bytes=max_total_bytes)
         except _envelope.EnvelopeError as exc:
             raise BackupInvalid('cannot decrypt the backup %s: %s' % (src, exc))
