@@ -49,7 +49,7 @@ options:
     description:
       - The password the backups were encrypted with. Without it, backups are only listed.
       - If not set, the value of the E(NEXUS_BACKUP_PASSWORD) environment variable is used (an
-        empty value counts as unset).
+        empty value counts as unset). An empty O(backup_password) with O(verify=true) fails.
     type: str
   key_password:
     description:

@@ -52,12 +52,14 @@ options:
   backup_password:
     description:
       - The current backup password.
-      - If not set, the value of the E(NEXUS_BACKUP_PASSWORD) environment variable is used.
+      - If not set, the value of the E(NEXUS_BACKUP_PASSWORD) environment variable is used (an empty
+        variable counts as unset). An empty O(backup_password) fails.
     type: str
   new_backup_password:
     description:
       - The password the backups are encrypted with afterwards. It must differ from O(backup_password).
-      - If not set, the value of the E(NEXUS_NEW_BACKUP_PASSWORD) environment variable is used.
+      - If not set, the value of the E(NEXUS_NEW_BACKUP_PASSWORD) environment variable is used (an empty
+        variable counts as unset). An empty O(new_backup_password) fails.
     type: str
 '''
 

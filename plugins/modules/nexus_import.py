@@ -52,7 +52,8 @@ options:
   export_password:
     description:
       - Password of an encrypted O(src).
-      - If not set, the value of the E(NEXUS_EXPORT_PASSWORD) environment variable is used.
+      - If not set, the value of the E(NEXUS_EXPORT_PASSWORD) environment variable is used (an empty
+        variable counts as unset). An empty O(export_password) fails, changing nothing.
     type: str
   overwrite:
     description:
