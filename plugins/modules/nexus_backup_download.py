@@ -49,7 +49,7 @@ options:
     description:
       - Permissions of the backup and its sidecar in O(dest), as for M(ansible.builtin.file) - an octal
         string such as V('0640') or a symbolic mode such as V(u=rw,g=r). As in every Ansible module, a
-        YAML integer is taken as the number it is (V(640) unquoted is C(01200)): quote octal modes.
+        YAML integer is taken as the number it is (V(640) unquoted is C(01200)), so quote octal modes.
       - Both files are written C(0600) from their first byte and get this mode once complete; files
         already in O(dest) with the same content get it too.
       - O(owner), O(group), the SELinux options and O(attributes) apply to both files as well.

@@ -76,7 +76,7 @@ options:
     description:
       - Permissions of the metrics file, as for M(ansible.builtin.file) - an octal string such as
         V('0640') or a symbolic mode such as V(u=rw,g=r). As in every Ansible module, a YAML integer is
-        taken as the number it is (V(644) unquoted is C(01204)): quote octal modes.
+        taken as the number it is (V(644) unquoted is C(01204)), so quote octal modes.
       - It holds no secret, and node_exporter must be able to read it. The file is renamed into place
         with mode C(0644) and gets this mode, O(owner), O(group) and the other file options right after.
         O(unsafe_writes) has no effect; the file is always replaced atomically.

@@ -68,7 +68,7 @@ options:
     description:
       - Permissions of O(dest), as for M(ansible.builtin.file) - an octal string such as V('0640') or a
         symbolic mode such as V(u=rw,g=r). As in every Ansible module, a YAML integer is taken as the
-        number it is (V(640) unquoted is C(01200)): quote octal modes.
+        number it is (V(640) unquoted is C(01200)), so quote octal modes.
       - The file is written C(0600) from its first byte and gets this mode once complete; an existing
         O(dest) that keeps its content gets it too.
       - O(unsafe_writes) has no effect; the file is always replaced atomically.

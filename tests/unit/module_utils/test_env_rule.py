@@ -75,8 +75,8 @@ def test_an_empty_variable_counts_as_unset(variable, monkeypatch):
 
 def test_connection_credentials_follow_the_same_rule():
     environ = {'NEXUS_USERNAME': 'admin', 'NEXUS_PASSWORD': '', 'NEXUS_TOKEN': '', 'NEXUS_API_KEY': 'k'}
-    assert _connection.resolve_credentials({}, environ) == ('api_key', dict(token=None, api_key='k', username=None,
-                                                                             password=None))
+    expected = dict(token=None, api_key='k', username=None, password=None)
+    assert _connection.resolve_credentials({}, environ) == ('api_key', expected)
     environ['NEXUS_API_KEY'] = ''
     with pytest.raises(_connection.CredentialError, match='password is not'):
         _connection.resolve_credentials({}, environ)

@@ -325,7 +325,7 @@ def test_custom_db_path_and_keys_dir(world, tmp_path):
     os.rename(str(world['live'] / 'nexus.db'), str(db_dir / 'main.db'))
     os.rename(str(world['live'] / 'nexus.db-wal'), str(db_dir / 'main.db-wal'))
     layout = _layout.Layout(str(world['live']), db_path=str(db_dir / 'main.db'),
-                          keys_dir=str(world['live'] / 'data' / 'keys'))
+                            keys_dir=str(world['live'] / 'data' / 'keys'))
     result = _restore.restore(world['backup'], PASSWORD, layout, key_password=KEY_PASSWORD)
     assert result['changed'] and 'nexus.db-wal' in result['removed']
     assert live_paths(db_dir / 'main.db') == ['new/secret-%03d' % i for i in range(5)]
