@@ -28,7 +28,9 @@ from ansible_collections.nexus.secrets.plugins.module_utils._envelope import (
     EnvelopeWriter,
 )
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import atomic_write, fsync_path
-from ansible_collections.nexus.secrets.plugins.module_utils._retention import SIDECAR_SUFFIX
+from ansible_collections.nexus.secrets.plugins.module_utils._layout import (
+    SIDECAR_SUFFIX, SidecarError, parse_sidecar, read_sidecar, sidecar_line,
+)
 
 OLD, NEW, NEITHER = 'old', 'new', 'neither'
 TEMP_MARK = '.rekey-'
@@ -96,16 +98,16 @@ def _plaintext_sha256(fh, password):
 
 def _write_sidecar(path, sha256):
     with atomic_write(path + SIDECAR_SUFFIX, mode=0o600) as fh:
-        fh.write(('%s  %s\n' % (sha256, os.path.basename(path))).encode('utf-8'))
+        fh.write(sidecar_line(sha256, os.path.basename(path)).encode('utf-8'))
 
 
 def sidecar_sha256(path):
     """The checksum the sidecar of ``path`` records, or None when there is no readable sidecar."""
     try:
-        with open(path + SIDECAR_SUFFIX, 'r') as fh:
-            return fh.readline().split(' ', 1)[0].strip().lower() or None
-    except (IOError, OSError, UnicodeDecodeError):
+        entry = parse_sidecar(read_sidecar(path + SIDECAR_SUFFIX) or b'')
+    except SidecarError:
         return None
+    return entry[0] if entry else None
 
 
 def file_sha256(path):

@@ -31,8 +31,8 @@ import os
 import stat
 import traceback
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _fsutil, _retention
-from ansible_collections.nexus.secrets.plugins.module_utils._connection import nonempty_env_fallback
+from ansible_collections.nexus.secrets.plugins.module_utils import _fsutil, _layout, _retention
+from ansible_collections.nexus.secrets.plugins.module_utils._env import nonempty_env_fallback
 
 try:
     import boto3
@@ -51,7 +51,6 @@ MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
 MAX_PARTS = 10000  # S3's maximum number of parts
 DEFAULT_CONCURRENCY = 4
 READ_CHUNK = 1 * MIB
-SIDECAR_MAX_BYTES = 4096
 METADATA_SHA256 = 'sha256'
 DEFAULT_REGION = 'us-east-1'
 
@@ -133,31 +132,20 @@ def host_prefix(prefix, host):
 
 
 def read_sidecar(path):
-    """The SHA-256 hex digest and raw bytes of a ``sha256sum`` sidecar; None when there is none."""
+    """The SHA-256 hex digest and raw bytes of a local ``sha256sum`` sidecar; None when there is none."""
     try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(info.st_mode) or info.st_size > SIDECAR_MAX_BYTES:
-        raise S3Error('%s is not a regular sidecar file' % path)
-    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0))
-    with os.fdopen(fd, 'rb') as fh:
-        raw = fh.read(SIDECAR_MAX_BYTES + 1)
-    return parse_sidecar(raw, path), raw
+        raw = _layout.read_sidecar(path)
+    except _layout.SidecarError as exc:
+        raise S3Error(str(exc))
+    return None if raw is None else (sidecar_digest(raw, path), raw)
 
 
-def parse_sidecar(raw, where):
-    try:
-        digest = raw.decode('ascii').split()[0].lower()
-    except (UnicodeDecodeError, IndexError):
-        digest = ''
-    if len(digest) != 64 or any(c not in '0123456789abcdef' for c in digest):
+def sidecar_digest(raw, where):
+    """The SHA-256 a sidecar's bytes name; S3Error saying ``where`` they came from when they name none."""
+    entry = _layout.parse_sidecar(raw)
+    if entry is None:
         raise S3Error('%s is not a sha256sum line' % where)
-    return digest
-
-
-def sidecar_line(digest, name):
-    return ('%s  %s\n' % (digest, name)).encode('ascii')
+    return entry[0]
 
 
 def _open_source(path):
@@ -224,7 +212,7 @@ def object_sha256(client, bucket, key, sink=None):
     return digest.hexdigest(), size
 
 
-def get_small(client, bucket, key, limit=SIDECAR_MAX_BYTES):
+def get_small(client, bucket, key, limit=_layout.SIDECAR_MAX_BYTES):
     """The bytes of a small object (a sidecar), or None when it does not exist."""
     try:
         body = client.get_object(Bucket=bucket, Key=key)['Body']
@@ -317,11 +305,11 @@ def plan_remote_retention(objects, new_name, rules):
         return []
     backups = []
     for item in objects:
-        when = _retention.parse_backup_time(item['name'])
+        when = _layout.parse_backup_time(item['name'])
         if when is not None:
             backups.append((item['name'], when))
     if new_name not in [name for name, dummy in backups]:
-        when = _retention.parse_backup_time(new_name)
+        when = _layout.parse_backup_time(new_name)
         if when is not None:
             backups.append((new_name, when))
     dummy, prune = _retention.plan_retention(backups, **rules)
@@ -347,14 +335,14 @@ def list_backups(client, bucket, prefix, host):
     found = []
     for key, entry in keys.items():
         name = key[len(base):]
-        when = _retention.parse_backup_time(name)
+        when = _layout.parse_backup_time(name)
         if when is None or '/' in name:
             continue
         modified = entry.get('LastModified')
         found.append({
             'name': name, 'key': key, 'size': entry.get('Size'), 'time': when.isoformat(),
             'last_modified': modified.isoformat() if isinstance(modified, datetime.datetime) else None,
-            'sidecar': key + _retention.SIDECAR_SUFFIX in keys,
+            'sidecar': key + _layout.SIDECAR_SUFFIX in keys,
         })
     found.sort(key=lambda item: (item['time'], item['name']), reverse=True)
     return found
@@ -410,12 +398,11 @@ def upload_backup(client, bucket, prefix, host, src, rules=None, verify=True, ch
     """
     rules = rules or {}
     name = os.path.basename(src)
-    if _retention.parse_backup_time(name) is None and any(rules.values()):
-        raise S3Error('retention needs a backup named like nexusctl (nexus-backup-YYYY-MM-DD-HHMMSS.tar.gz.enc), '
-                      'got %s' % name)
+    if _layout.parse_backup_time(name) is None and any(rules.values()):
+        raise S3Error('retention needs a backup named like nexusctl (%s), got %s' % (_layout.BACKUP_NAME_EXAMPLE, name))
     base = host_prefix(prefix, host)
     key = base + name
-    sidecar_key = key + _retention.SIDECAR_SUFFIX
+    sidecar_key = key + _layout.SIDECAR_SUFFIX
     if check_mode and not os.path.lexists(src):
         # A check-mode run of the backup reports the file it would write without writing it.
         return dict(key=key, sidecar_key=sidecar_key, size=None, sha256=None, uploaded=True, verified=False,
@@ -423,12 +410,12 @@ def upload_backup(client, bucket, prefix, host, src, rules=None, verify=True, ch
                     changed=True)
     fd, size = _open_source(src)
     try:
-        local_sidecar = read_sidecar(src + _retention.SIDECAR_SUFFIX)
+        local_sidecar = read_sidecar(src + _layout.SIDECAR_SUFFIX)
         digest = file_sha256(fd, size)
         if local_sidecar is not None and local_sidecar[0] != digest:
             raise S3Error('%s does not match its sidecar (SHA-256 %s, sidecar %s); not uploaded'
                           % (src, digest, local_sidecar[0]))
-        sidecar_raw = local_sidecar[1] if local_sidecar is not None else sidecar_line(digest, name)
+        sidecar_raw = local_sidecar[1] if local_sidecar is not None else _layout.sidecar_line(digest, name).encode('utf-8')
 
         existing = head(client, bucket, key)
         if existing is not None:
@@ -440,7 +427,7 @@ def upload_backup(client, bucket, prefix, host, src, rules=None, verify=True, ch
                 raise S3Error('s3://%s/%s already exists with different content (SHA-256 %s, the file %s); '
                               'an existing object is never replaced' % (bucket, key, stored, digest))
         existing_sidecar = get_small(client, bucket, sidecar_key)
-        if existing_sidecar is not None and parse_sidecar(existing_sidecar, 's3://%s/%s' % (bucket, sidecar_key)) != digest:
+        if existing_sidecar is not None and sidecar_digest(existing_sidecar, 's3://%s/%s' % (bucket, sidecar_key)) != digest:
             raise S3Error('s3://%s/%s already exists and names another SHA-256; an existing object is never replaced'
                           % (bucket, sidecar_key))
         uploaded = existing is None or existing_sidecar is None
@@ -480,7 +467,7 @@ def upload_backup(client, bucket, prefix, host, src, rules=None, verify=True, ch
 def delete_backup(client, bucket, key):
     """Delete a backup object and its sidecar."""
     try:
-        client.delete_object(Bucket=bucket, Key=key + _retention.SIDECAR_SUFFIX)
+        client.delete_object(Bucket=bucket, Key=key + _layout.SIDECAR_SUFFIX)
         client.delete_object(Bucket=bucket, Key=key)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         raise S3Error('cannot delete s3://%s/%s: %s' % (bucket, key, _describe(exc)))
@@ -517,7 +504,7 @@ def download_backup(client, bucket, prefix, host, name, dest_dir, check_mode=Fal
     computed, compared with the sidecar object (and the metadata when present), and only then
     renamed into place. An existing file with other content is never replaced.
     """
-    if '/' in name or _retention.parse_backup_time(name) is None:
+    if '/' in name or _layout.parse_backup_time(name) is None:
         raise S3Error('name must be a backup file name such as nexus-backup-2025-12-04-001500.tar.gz.enc, got %r'
                       % (name,))
     _check_dest_dir(dest_dir)
@@ -525,15 +512,15 @@ def download_backup(client, bucket, prefix, host, name, dest_dir, check_mode=Fal
     info = head(client, bucket, key)
     if info is None:
         raise S3Error('s3://%s/%s does not exist' % (bucket, key))
-    sidecar_raw = get_small(client, bucket, key + _retention.SIDECAR_SUFFIX)
+    sidecar_raw = get_small(client, bucket, key + _layout.SIDECAR_SUFFIX)
     if sidecar_raw is None:
-        raise S3Error('s3://%s/%s%s does not exist: the backup cannot be checked' % (bucket, key, _retention.SIDECAR_SUFFIX))
-    expected = parse_sidecar(sidecar_raw, 's3://%s/%s%s' % (bucket, key, _retention.SIDECAR_SUFFIX))
+        raise S3Error('s3://%s/%s%s does not exist: the backup cannot be checked' % (bucket, key, _layout.SIDECAR_SUFFIX))
+    expected = sidecar_digest(sidecar_raw, 's3://%s/%s%s' % (bucket, key, _layout.SIDECAR_SUFFIX))
     stored = metadata_sha256(info)
     if stored and stored != expected:
         raise S3Error('s3://%s/%s: its metadata says SHA-256 %s, its sidecar %s' % (bucket, key, stored, expected))
     path = os.path.join(dest_dir, name)
-    sidecar_path = path + _retention.SIDECAR_SUFFIX
+    sidecar_path = path + _layout.SIDECAR_SUFFIX
     present = _local_sha256(path)
     if present is not None and present != expected:
         raise S3Error('%s exists with other content (SHA-256 %s, the object %s); it is never replaced'

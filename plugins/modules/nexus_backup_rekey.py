@@ -52,12 +52,14 @@ options:
   backup_password:
     description:
       - The current backup password.
-      - If not set, the value of the E(NEXUS_BACKUP_PASSWORD) environment variable is used.
+      - If not set, the value of the E(NEXUS_BACKUP_PASSWORD) environment variable is used (an empty
+        variable counts as unset). An empty O(backup_password) fails.
     type: str
   new_backup_password:
     description:
       - The password the backups are encrypted with afterwards. It must differ from O(backup_password).
-      - If not set, the value of the E(NEXUS_NEW_BACKUP_PASSWORD) environment variable is used.
+      - If not set, the value of the E(NEXUS_NEW_BACKUP_PASSWORD) environment variable is used (an empty
+        variable counts as unset). An empty O(new_backup_password) fails.
     type: str
 '''
 
@@ -113,12 +115,14 @@ password_findings:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _rekey_backups
 from ansible_collections.nexus.secrets.plugins.module_utils._backup import BackupError, _hold_dest
-from ansible_collections.nexus.secrets.plugins.module_utils._backup_info import InfoError, find_backups
+from ansible_collections.nexus.secrets.plugins.module_utils._backup_info import InfoError, backup_files
 from ansible_collections.nexus.secrets.plugins.module_utils._crypto import require_crypto
+from ansible_collections.nexus.secrets.plugins.module_utils._env import empty_password_msg, password_option
+from ansible_collections.nexus.secrets.plugins.module_utils._layout import BACKUP_GLOB
 from ansible_collections.nexus.secrets.plugins.module_utils._password_policy import POLICIES, apply_policy
 
 
@@ -126,15 +130,18 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type='path', required=True),
-            pattern=dict(type='str', default='nexus-backup-*.tar.gz.enc'),
-            backup_password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_BACKUP_PASSWORD'])),
-            new_backup_password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_NEW_BACKUP_PASSWORD'])),
+            pattern=dict(type='str', default=BACKUP_GLOB),
+            backup_password=password_option('backup_password'),
+            new_backup_password=password_option('new_backup_password'),
             password_policy=dict(type='str', choices=list(POLICIES), default='warn', no_log=False),
         ),
         supports_check_mode=True,
     )
     params = module.params
     old, new = params['backup_password'], params['new_backup_password']
+    empty = empty_password_msg(params, ['backup_password', 'new_backup_password'])
+    if empty:
+        module.fail_json(msg=empty)
     if not old or not new:
         module.fail_json(msg='set backup_password (or NEXUS_BACKUP_PASSWORD) and new_backup_password '
                              '(or NEXUS_NEW_BACKUP_PASSWORD)')
@@ -143,7 +150,7 @@ def main():
     require_crypto(module)
     findings = apply_policy(module, 'new_backup_password', new, params['password_policy'])
     try:
-        files = sorted(find_backups(params['path'], params['pattern']))
+        files = sorted(backup_files(params['path'], params['pattern']))
     except InfoError as exc:
         module.fail_json(msg=str(exc))
     directory = params['path'] if os.path.isdir(params['path']) else os.path.dirname(os.path.abspath(params['path']))

@@ -294,20 +294,18 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _health, _liveness, _restore, _swap
-from ansible_collections.nexus.secrets.plugins.module_utils._connection import nonempty_env_fallback
+from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _health, _layout, _liveness, _restore, _swap
+from ansible_collections.nexus.secrets.plugins.module_utils._env import empty_password_msg, password_option
 
 
 def argument_spec():
     return dict(
         src=dict(type='path', required=True),
-        backup_password=dict(type='str', no_log=True,
-                             fallback=(nonempty_env_fallback, ['NEXUS_BACKUP_PASSWORD'])),
+        backup_password=password_option('backup_password'),
         data_dir=dict(type='path', default='/var/lib/nexus'),
         db_path=dict(type='path'),
         keys_dir=dict(type='path'),
-        key_password=dict(type='str', no_log=True,
-                          fallback=(nonempty_env_fallback, ['NEXUS_KEY_PASSWORD'])),
+        key_password=password_option('key_password'),
         health_url=dict(type='str', default='http://127.0.0.1:9000/health'),
         force=dict(type='bool', default=False),
         pre_restore_backup=dict(type='bool', default=True),
@@ -357,9 +355,13 @@ def main():
     started = time.monotonic()
     _crypto.require_crypto(module)
     params = module.params
-    if not params['backup_password'] and not os.path.isdir(params['src']):
-        module.fail_json(msg='backup_password is required (or set NEXUS_BACKUP_PASSWORD)')
-    layout = _swap.Layout(params['data_dir'], params['db_path'], params['keys_dir'])
+    if not os.path.isdir(params['src']):
+        empty = empty_password_msg(params, ['backup_password'])
+        if empty:
+            module.fail_json(msg=empty)
+        if not params['backup_password']:
+            module.fail_json(msg='backup_password is required (or set NEXUS_BACKUP_PASSWORD)')
+    layout = _layout.Layout(params['data_dir'], params['db_path'], params['keys_dir'])
     guard = live_server_guard(module, layout)
     try:
         owner_ids = _restore.resolve_owner(params['owner'], params['group'])

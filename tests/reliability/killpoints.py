@@ -34,7 +34,7 @@ PKG = 'ansible_collections.nexus.secrets.plugins'
 # _liveness is left out on purpose: its /proc scan makes a number of calls that changes with the
 # processes on the machine, which would move every later kill point between calibration and kill runs.
 UTILS = ('_archive', '_backup', '_crypto', '_envelope', '_fsutil', '_health', '_iothreads', '_keyring',
-         '_keyring_rotation', '_rekey_backups', '_restore', '_retention', '_sqlite', '_swap', '_verify')
+         '_keyring_rotation', '_layout', '_rekey_backups', '_restore', '_retention', '_sqlite', '_swap', '_verify')
 
 # (module basename, function name or '*') -> phase; functions not listed inherit the current phase.
 RESTORE_PHASES = {
@@ -67,9 +67,9 @@ BACKUP_PHASES = {
     ('_crypto', 'derive_key'): 'encrypt',
     ('_envelope', '*'): 'encrypt',
     ('_iothreads', '*'): 'encrypt',
-    ('_backup', 'sidecar_line'): 'publish',
+    ('_layout', 'sidecar_line'): 'publish',
     # The name and the keep_* rules are worked out before the backup starts.
-    ('_retention', 'backup_name'): 'preflight',
+    ('_layout', 'backup_name'): 'preflight',
     ('_retention', 'keep_rules'): 'preflight',
     ('_retention', 'keep_argument_spec'): 'preflight',
     ('nexus_backup', 'plan_prune'): 'retention',

@@ -25,7 +25,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _restore, _swap, _verify
+from ansible_collections.nexus.secrets.plugins.module_utils import _layout, _restore, _swap, _verify
 from ansible_collections.nexus.secrets.plugins.module_utils._backup import create_backup
 from tests.helpers.ansible import run_module
 from tests.nexus_server.harness import NexusServer, refused_port
@@ -81,7 +81,7 @@ def restore_args(world, data_dir, keep):
 
 def read_journal(data_dir):
     """The raw journal of a restore into ``data_dir`` (it lives in the root-only state dir beside it)."""
-    path = _swap.Layout(str(data_dir)).journal_path
+    path = _layout.Layout(str(data_dir)).journal_path
     if not os.path.exists(path):
         return None
     with open(path) as fh:
@@ -124,7 +124,7 @@ def check_after_kill(world, data_dir, recover_here):
     assert journal['state'] == _swap.SWAPPING
     if not recover_here:
         return 'swapping: left to the next run'
-    assert _swap.recover(_swap.Layout(str(data_dir))) == 'rolled_back'
+    assert _swap.recover(_layout.Layout(str(data_dir))) == 'rolled_back'
     assert which_state(world, data_dir) == 'old'
     return 'swapping: rolled back to old'
 
@@ -140,7 +140,7 @@ def check_finished(world, data_dir, keep):
     if keep:
         assert datadirs.state(os.path.join(str(data_dir), pre[0])) == world['old']
     assert not datadirs.restore_leftovers(data_dir, os.path.dirname(str(data_dir)))
-    state_dir = _swap.Layout(str(data_dir)).state_dir
+    state_dir = _layout.Layout(str(data_dir)).state_dir
     assert os.listdir(state_dir) == [_swap.LOCK_NAME], os.listdir(state_dir)  # no journal, no temp file
 
 
@@ -165,7 +165,7 @@ def kill_and_recover(world, keep, phases, per_phase):
             out = run_module('nexus.secrets.nexus_restore', args)
             assert not out.get('failed'), out
         else:
-            _restore.restore(args['src'], BACKUP_PASSWORD, _swap.Layout(str(data_dir)),
+            _restore.restore(args['src'], BACKUP_PASSWORD, _layout.Layout(str(data_dir)),
                              key_password=NEW_KEY_PASSWORD, keep_pre_restore=keep)
         check_finished(world, data_dir, keep)
         survived.append((res.report['phase'], res.report['label'], by_module))
@@ -234,6 +234,6 @@ def test_recovery_itself_survives_sigkill(world):
         assert journal is None or journal['state'] == _swap.SWAPPING
         if journal is None:  # the rollback got as far as dropping the journal: the old state is back
             assert which_state(world, data_dir) == 'old'
-        _restore.restore(args['src'], BACKUP_PASSWORD, _swap.Layout(str(data_dir)), key_password=NEW_KEY_PASSWORD)
+        _restore.restore(args['src'], BACKUP_PASSWORD, _layout.Layout(str(data_dir)), key_password=NEW_KEY_PASSWORD)
         check_finished(world, data_dir, True)
     print('\nRESTORE CRASH: recovery killed at %d rollback steps, each finished by the next run' % len(rollback_steps))

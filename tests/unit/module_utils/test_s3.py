@@ -9,7 +9,7 @@ import hashlib
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _s3
+from ansible_collections.nexus.secrets.plugins.module_utils import _layout, _s3
 
 NAMES = ['nexus-backup-2025-12-0%d-001500.tar.gz.enc' % day for day in (1, 2, 3, 4)]
 
@@ -35,10 +35,10 @@ def test_remote_retention_uses_the_local_rules_and_never_prunes_the_new_backup()
 
 def test_sidecar_and_before_parsing():
     digest = hashlib.sha256(b'x').hexdigest()
-    assert _s3.parse_sidecar(_s3.sidecar_line(digest, NAMES[0]), 'here') == digest
+    assert _s3.sidecar_digest(_layout.sidecar_line(digest, NAMES[0]).encode(), 'here') == digest
     for bad in (b'', b'abc  name\n', b'\xff' * 70):
         with pytest.raises(_s3.S3Error):
-            _s3.parse_sidecar(bad, 'here')
+            _s3.sidecar_digest(bad, 'here')
     assert _s3.parse_before('2025-12-04') == datetime.datetime(2025, 12, 4)
     assert _s3.parse_before('2025-12-04 09:30:00') == datetime.datetime(2025, 12, 4, 9, 30)
     assert _s3.parse_before(None) is None
