@@ -28,7 +28,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils._envelope import (
     EnvelopeWriter,
 )
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import atomic_write, fsync_path
-from ansible_collections.nexus.secrets.plugins.module_utils._retention import SIDECAR_SUFFIX
+from ansible_collections.nexus.secrets.plugins.module_utils._retention import SIDECAR_SUFFIX, parse_backup_time
 
 OLD, NEW, NEITHER = 'old', 'new', 'neither'
 TEMP_MARK = '.rekey-'
@@ -137,11 +137,22 @@ def fix_sidecar(path):
     return True
 
 
+def _is_leftover(name):
+    """A temp file of ours: a re-encrypted copy, or a sidecar being rewritten (``_fsutil.atomic_write``)."""
+    if not (name.startswith('.') and name.endswith('.tmp')):
+        return False
+    if TEMP_MARK in name:
+        return True
+    marker = SIDECAR_SUFFIX + '.'
+    return marker in name and parse_backup_time(name[1:name.index(marker)]) is not None
+
+
 def remove_leftovers(directory):
-    """Temp files of killed runs (ours only: the marker in the name, a regular file)."""
+    """Temp files of killed runs (ours only: by their names, regular files). Called with the
+    directory's lock held, so no backup or rotation that could still own one is running."""
     removed = []
     for name in os.listdir(directory):
-        if name.startswith('.') and TEMP_MARK in name and name.endswith('.tmp'):
+        if _is_leftover(name):
             path = os.path.join(directory, name)
             if stat.S_ISREG(os.lstat(path).st_mode):
                 os.unlink(path)
