@@ -93,8 +93,8 @@ def fix_sidecar(client, bucket, key, new_password):
     try:
         _s3.put_sidecar(client, bucket, key + _retention.SIDECAR_SUFFIX, _s3.sidecar_line(digest, name))
     except Exception as exc:  # pylint: disable=broad-except  # botocore's errors, reported
-        raise RekeyError('cannot write %s%s: %s' % (_shown(bucket, key), _retention.SIDECAR_SUFFIX,
-                                                     _s3.describe_error(exc)))
+        raise RekeyError('cannot write %s%s: %s'
+                         % (_shown(bucket, key), _retention.SIDECAR_SUFFIX, _s3.describe_error(exc)))
     return digest
 
 
