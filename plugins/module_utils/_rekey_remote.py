@@ -89,6 +89,11 @@ def fix_sidecar(client, bucket, key, new_password):
     finally:
         body.close()
     digest = reader.sha256.hexdigest()
+    stored = _s3.metadata_sha256(_s3.head(client, bucket, key))
+    if stored and stored != digest:
+        # A sidecar written now would disagree with the metadata, and the next run would find it stale again.
+        raise RekeyError('%s reads as SHA-256 %s but its metadata says %s; its sidecar is left as it was'
+                         % (_shown(bucket, key), digest, stored))
     name = key.rsplit('/', 1)[-1]
     try:
         _s3.put_sidecar(client, bucket, key + _retention.SIDECAR_SUFFIX, _s3.sidecar_line(digest, name))

@@ -59,6 +59,11 @@ attributes:
     support: none
   platform:
     platforms: posix
+notes:
+  - With O(bucket), the objects are not locked. An upload's remote retention that runs at the same time may
+    prune a backup this module is replacing; the next upload's retention prunes it again. Schedule the
+    rotation apart from the backups' uploads.
+  - On a store that keeps no object metadata, finding a stale sidecar object means reading each object in full.
 options:
   path:
     description:

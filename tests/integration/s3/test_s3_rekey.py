@@ -293,6 +293,7 @@ def test_killed_at_every_step_every_copy_opens_with_old_or_new_and_a_rerun_finis
     assert kills >= 8
 
 
+@pytest.mark.slow
 def test_rotate_backup_password_playbook(estate, tmp_path):
     inventory = tmp_path / 'inventory.yml'
     inventory.write_text(yaml.safe_dump({'all': {'hosts': {HOST: {
