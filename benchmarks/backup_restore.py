@@ -124,8 +124,10 @@ def build_data_dir(root, size_mib, data='random'):
     conn.execute('BEGIN')
     for i in range(count):
         start = (i * 7919) % (len(pool) - VALUE_BYTES)
-        source = text if data == 'mixed' and (i // stripe) % 2 else pool
-        value = source[start:start + VALUE_BYTES]
+        # Fresh random bytes per value, as AES-GCM ciphertexts are: slices of one pool would overlap
+        # and repeat within deflate's window, which real values never do.
+        textual = data == 'mixed' and (i // stripe) % 2
+        value = text[start:start + VALUE_BYTES] if textual else os.urandom(VALUE_BYTES)
         sid = 'sec-%08d' % i
         path = 'bench/team-%03d/secret-%07d' % (i % 500, i)
         conn.execute('INSERT INTO secrets (id, path, value, metadata, version, created_at, created_by, updated_at,'

@@ -147,13 +147,8 @@ def _write_file_member(out, name, path, mode=None, size=None):
         member_mode = stat.S_IMODE(st.st_mode) if mode is None else mode
         size = st.st_size if size is None else size
         out.write(_ustar_header(name, st, FILE_TYPES[0], size, member_mode))
-        remaining = size
-        while remaining:
-            chunk = src.read(min(CHUNK_SIZE, remaining))
-            if not chunk:
-                raise ArchiveError('%s shrank while it was being archived' % path)
-            out.write(chunk)
-            remaining -= len(chunk)
+        if out.write_from(src, size) < size:
+            raise ArchiveError('%s shrank while it was being archived' % path)
         if size % BLOCK:
             out.write(b'\0' * (BLOCK - size % BLOCK))
     return {'name': name, 'size': size, 'type': 'file', 'mode': member_mode}

@@ -17,6 +17,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils._gzip_stream import 
 KIB = 1024
 MIB = 1024 * KIB
 TEXT = b'path=app/secret metadata={"owner": "team"} '
+FINAL = _gzip_stream.FINAL_EMPTY_BLOCK
 
 
 def mixed(size, stripe=128 * KIB):
@@ -126,3 +127,40 @@ def test_abort_stops_the_workers():
     writer.write(mixed(8 * MIB))
     writer.abort()
     assert writer._pool._shutdown  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize('codec', ['default', 'stdlib'])
+def test_a_block_stored_after_all_may_still_be_referred_to(codec, monkeypatch):
+    """A block the run's compressor could not shrink is written stored, and the compressor goes on:
+    the next block may copy from it, because readers have those bytes in their window too."""
+    if codec == 'stdlib':
+        monkeypatch.setattr(_gzip_stream, 'ZLIB', zlib)
+    # Every probe passes, so random blocks reach the compressor and must fall back to stored.
+    monkeypatch.setattr(_gzip_stream, '_worth_deflating', lambda prober, block: True)
+    text = (TEXT * (BLOCK_SIZE // len(TEXT) + 1))[:BLOCK_SIZE]
+    noise = os.urandom(BLOCK_SIZE)
+    third = noise[-20000:] + text[:BLOCK_SIZE - 20000]
+    data = text + noise + third
+    raw = _gzip_stream.deflate_blocks(data, b'')
+    assert zlib.decompressobj(-15).decompress(raw) == data
+    assert raw_blocks(b'\0' * 10 + raw + FINAL + b'\0' * 8).count(0) >= 1  # the noise went out stored
+    if codec == 'stdlib':  # (isal's level 1 looks back less far; what it writes still reads back)
+        # ... and the third block copied its 20,000 random bytes from it instead of repeating them.
+        assert len(noise) < len(raw) < len(noise) + 4 * KIB
+    blob = gzipped(data * 3, 2)
+    assert gzip.decompress(blob) == data * 3
+    assert subprocess.run(['gzip', '-t'], input=blob, capture_output=True, check=False).returncode == 0
+
+
+def test_write_from_reads_a_file_straight_into_tasks(tmp_path):
+    data = mixed(3 * MIB + 777)
+    source = tmp_path / 'source'
+    source.write_bytes(data)
+    out = io.BytesIO()
+    writer = GzipWriter(out, workers=2)
+    writer.write(b'head')
+    with open(str(source), 'rb') as src:
+        assert writer.write_from(src, 2 * MIB) == 2 * MIB
+        assert writer.write_from(src, 2 * MIB) == MIB + 777  # the file ends first
+    writer.close()
+    assert gzip.decompress(out.getvalue()) == b'head' + data
