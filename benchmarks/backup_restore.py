@@ -185,8 +185,8 @@ if args['step'] == 'backup':
     from ansible_collections.nexus.secrets.plugins.module_utils import _gzip_stream
     info['codec'] = _gzip_stream.ZLIB.__name__
 else:
-    from ansible_collections.nexus.secrets.plugins.module_utils import _restore, _swap
-    out = _restore.restore(args['src'], args['password'], _swap.Layout(args['data_dir']),
+    from ansible_collections.nexus.secrets.plugins.module_utils import _layout, _restore
+    out = _restore.restore(args['src'], args['password'], _layout.Layout(args['data_dir']),
                            key_password=args['key_password'], keep_pre_restore=False)
     info = {'changed': out['changed'], 'secrets': out.get('secrets')}
 info['wall_s'] = time.time() - started

@@ -16,7 +16,9 @@ options:
         C(salt || nonce || AES-256-GCM(tar.gz)) with the key derived by Argon2id from this
         password, so backups made here and by nexusctl are interchangeable.
       - If not set, the value of the E(NEXUS_BACKUP_PASSWORD) environment variable is used (read on
-        the managed host when the task runs, so C(environment:) on the task works).
+        the managed host when the task runs, so C(environment:) on the task works). An empty variable
+        counts as unset.
+      - Given as an empty string where a password is needed, the module fails and changes nothing.
       - This is not the keyring password (E(NEXUS_KEY_PASSWORD)) nor an API login password.
     type: str
 requirements:

@@ -26,6 +26,7 @@ import struct
 
 from ansible_collections.nexus.secrets.plugins.module_utils._gzip_stream import COMPRESS_LEVEL, ZLIB, GzipWriter
 from ansible_collections.nexus.secrets.plugins.module_utils._iothreads import threaded_writes
+from ansible_collections.nexus.secrets.plugins.module_utils._layout import DB_NAME, KEY_MEMBER_RE, KEYS_NAME
 
 try:
     import grp
@@ -35,10 +36,6 @@ except ImportError:  # not on POSIX: names stay empty, as Go's archive/tar leave
 
 CHUNK_SIZE = 1024 * 1024
 BLOCK = 512
-
-DB_NAME = 'nexus.db'
-KEYS_DIR_NAME = 'data/keys'
-KEY_NAME_RE = re.compile(r'^data/keys/[A-Za-z0-9_][A-Za-z0-9_.-]{0,80}\.key\Z')
 
 # Sane upper bounds for what a NEXUS data directory can hold.
 MAX_DB_BYTES = 64 * 1024 ** 3
@@ -169,12 +166,12 @@ def write_archive(out_fileobj, db_file, keys_dir, db_arcname=DB_NAME, db_mode=No
         if keys_dir is not None and os.path.isdir(keys_dir):
             st = os.stat(keys_dir)
             dir_mode = stat.S_IMODE(st.st_mode)
-            gz.write(_ustar_header(KEYS_DIR_NAME, st, DIR_TYPE, 0, dir_mode))
-            members.append({'name': KEYS_DIR_NAME, 'size': 0, 'type': 'dir', 'mode': dir_mode})
+            gz.write(_ustar_header(KEYS_NAME, st, DIR_TYPE, 0, dir_mode))
+            members.append({'name': KEYS_NAME, 'size': 0, 'type': 'dir', 'mode': dir_mode})
             for entry in sorted(os.listdir(keys_dir)):
                 path = os.path.join(keys_dir, entry)
-                name = KEYS_DIR_NAME + '/' + entry
-                if entry.endswith('.key') and KEY_NAME_RE.match(name) and os.path.isfile(path) \
+                name = KEYS_NAME + '/' + entry
+                if entry.endswith('.key') and KEY_MEMBER_RE.match(name) and os.path.isfile(path) \
                         and not os.path.islink(path):
                     members.append(_write_file_member(gz, name, path))
         gz.write(b'\0' * (2 * BLOCK))  # end of archive, without record padding (as Go writes it)
@@ -459,9 +456,9 @@ def _member_kind(info):
         raise ArchiveError('member %r has an unsupported type %r' % (name, flag))
     if name == DB_NAME:
         expected, bound = 'file', MAX_MEMBER_BYTES[DB_NAME]
-    elif name == KEYS_DIR_NAME:
+    elif name == KEYS_NAME:
         expected, bound = 'dir', 0
-    elif KEY_NAME_RE.match(name):
+    elif KEY_MEMBER_RE.match(name):
         expected, bound = 'file', MAX_MEMBER_BYTES['key']
     else:
         raise ArchiveError('unexpected member %r (a nexusctl backup holds only nexus.db, data/keys '

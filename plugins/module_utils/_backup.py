@@ -24,7 +24,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils import _fsutil
 from ansible_collections.nexus.secrets.plugins.module_utils._archive import ArchiveError, write_archive
 from ansible_collections.nexus.secrets.plugins.module_utils._envelope import EnvelopeError, EnvelopeWriter
 from ansible_collections.nexus.secrets.plugins.module_utils._iothreads import threaded_writes
-from ansible_collections.nexus.secrets.plugins.module_utils._retention import SIDECAR_SUFFIX, backup_name
+from ansible_collections.nexus.secrets.plugins.module_utils._layout import SIDECAR_SUFFIX, backup_name, sidecar_line
 from ansible_collections.nexus.secrets.plugins.module_utils._sqlite import DatabaseError, open_snapshot
 
 PRIVATE_PREFIX = '.nexus-backup-'
@@ -192,11 +192,6 @@ def _hold_dest(dest_dir):
         return None
     remove_stale_private_dirs(dest_dir)
     return fd
-
-
-def sidecar_line(sha256, name):
-    """One ``sha256sum`` line (text mode: two spaces)."""
-    return '%s  %s\n' % (sha256, name)
 
 
 def create_backup(db_path, keys_dir, dest_dir, password, name=None, mode=0o600, now=None):

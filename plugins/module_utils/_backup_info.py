@@ -13,26 +13,21 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import os
-import re
-import stat
 import tempfile
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _retention, _verify
+from ansible_collections.nexus.secrets.plugins.module_utils import _layout, _verify
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import make_private_dir, remove_tree
 
-DEFAULT_PATTERN = 'nexus-backup-*.tar.gz.enc'
-SIDECAR_SUFFIX = _retention.SIDECAR_SUFFIX
-SIDECAR_LINE_RE = re.compile(r'^([0-9a-fA-F]{64}) [ *](.+)$')
 STAGING_PREFIX = '.nexus-verify-'
-SIDECAR_MAX_BYTES = 4096  # one sha256sum line: 64 hex digits, two separators, a file name
 
 
 class InfoError(Exception):
     """A user-facing reason why the backups cannot be listed."""
 
 
-def find_backups(path, pattern=DEFAULT_PATTERN):
-    """The backup files at ``path``: the file itself, or the regular files in it matching ``pattern``."""
+def backup_files(path, pattern=_layout.BACKUP_GLOB):
+    """The files to list or check at ``path``: the file itself, or the regular files in it matching
+    ``pattern`` (any name the pattern allows, not only nexusctl's timestamped ones; never a sidecar)."""
     if os.path.isfile(path):
         return [path]
     if not os.path.isdir(path):
@@ -42,35 +37,28 @@ def find_backups(path, pattern=DEFAULT_PATTERN):
     except OSError as exc:
         raise InfoError('cannot list %s: %s' % (path, exc.strerror or exc))
     return [os.path.join(path, name) for name in names
-            if fnmatch.fnmatchcase(name, pattern) and not name.endswith(SIDECAR_SUFFIX)
+            if fnmatch.fnmatchcase(name, pattern) and not name.endswith(_layout.SIDECAR_SUFFIX)
             and os.path.isfile(os.path.join(path, name)) and not os.path.islink(os.path.join(path, name))]
 
 
 def sidecar_state(path):
     """'ok', 'mismatch' or 'missing' for the ``sha256sum``-format sidecar ``<path>.sha256``."""
     try:
-        # No link, FIFO or device is followed or waited on; one bounded line is read.
-        fd = os.open(path + SIDECAR_SUFFIX, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_NOFOLLOW', 0))
-    except (IOError, OSError):
-        return 'missing'
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return 'mismatch'
-        line = os.read(fd, SIDECAR_MAX_BYTES).decode('utf-8', 'replace').split('\n', 1)[0].strip()
-    except (IOError, OSError):
-        return 'missing'
-    finally:
-        os.close(fd)
-    match = SIDECAR_LINE_RE.match(line)
-    if not match or os.path.basename(match.group(2)) != os.path.basename(path):
+        raw = _layout.read_sidecar(path + _layout.SIDECAR_SUFFIX)
+    except _layout.SidecarError:  # a link, a FIFO, a directory, a file too large to be one line
         return 'mismatch'
-    return 'ok' if match.group(1).lower() == _verify.sha256_file(path) else 'mismatch'
+    if raw is None:
+        return 'missing'
+    entry = _layout.parse_sidecar(raw)
+    if entry is None or entry[1] is None or os.path.basename(entry[1]) != os.path.basename(path):
+        return 'mismatch'
+    return 'ok' if entry[0] == _verify.sha256_file(path) else 'mismatch'
 
 
 def describe(path):
     st = os.stat(path)
     name = os.path.basename(path)
-    when = _retention.parse_backup_time(name)
+    when = _layout.parse_backup_time(name)
     return {
         'path': os.path.abspath(path),
         'name': name,
@@ -130,13 +118,13 @@ def parse_before(text):
     return when
 
 
-def inventory(path, pattern=DEFAULT_PATTERN, backup_password=None, key_password=None, check=False,
+def inventory(path, pattern=_layout.BACKUP_GLOB, backup_password=None, key_password=None, check=False,
               tmp_dir=None, before=None, depth='full'):
     """``(backups newest first, latest)``; ``latest`` is the newest valid one when checking, else the newest.
 
     ``before`` (a naive local ``datetime``) keeps only the backups taken at or before it.
     """
-    backups = sorted((describe(p) for p in find_backups(path, pattern)), key=_sort_key, reverse=True)
+    backups = sorted((describe(p) for p in backup_files(path, pattern)), key=_sort_key, reverse=True)
     if before is not None:
         backups = [entry for entry in backups if _sort_key(entry) <= before.isoformat()]
     if check:

@@ -13,29 +13,17 @@ task set, and ``resolve_credentials`` fills the rest from the environment after 
 explicit credential always beats the environment; among environment variables NEXUS_TOKEN wins, then
 NEXUS_API_KEY, then NEXUS_USERNAME/NEXUS_PASSWORD (the order the doc fragment documents).
 
-This file imports the REST client only inside ``client_from_module``: modules that only need
-``nonempty_env_fallback`` do not load the REST layer.
+Environment values follow ``_env``'s rule (an empty variable counts as unset). This file imports the
+REST client only inside ``client_from_module``.
 """
 
 from __future__ import annotations
 
-import os
+from ansible.module_utils.basic import env_fallback, missing_required_lib
 
-from ansible.module_utils.basic import AnsibleFallbackNotFound, env_fallback, missing_required_lib
+from ansible_collections.nexus.secrets.plugins.module_utils._env import nonempty_env, nonempty_env_fallback
 
 DEFAULT_URL = 'http://127.0.0.1:9000'
-
-
-def nonempty_env_fallback(*names):
-    """Like env_fallback, but an empty variable counts as unset.
-
-    AWX injects every variable of a credential type, the unset inputs as '' (docs/awx): an empty
-    NEXUS_TOKEN must not clash with NEXUS_USERNAME/NEXUS_PASSWORD.
-    """
-    for name in names:
-        if os.environ.get(name):
-            return os.environ[name]
-    raise AnsibleFallbackNotFound
 
 
 # Credential options and the environment variable each falls back to, after validation.
@@ -74,9 +62,8 @@ def resolve_credentials(params, environ=None):
     NEXUS_TOKEN first, then NEXUS_API_KEY, then NEXUS_USERNAME/NEXUS_PASSWORD. Empty values count as
     unset. Raises CredentialError for half a username/password pair.
     """
-    environ = os.environ if environ is None else environ
     given = dict((name, params.get(name) or None) for name, dummy in CREDENTIAL_ENV)
-    env = dict((name, environ.get(var) or None) for name, var in CREDENTIAL_ENV)
+    env = dict((name, nonempty_env([var], environ)) for name, var in CREDENTIAL_ENV)
     creds = dict(token=None, api_key=None, username=None, password=None)
     if given['token']:
         method, creds['token'] = 'token', given['token']

@@ -1,12 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: nexus.secrets contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Take the disk writes of a streaming pass off the calling thread.
+"""Take the disk reads and writes of a streaming pass off the calling thread.
 
 A backup or restore reads, (de)compresses and (de)crypts in the caller's thread; writing a GiB
 into the page cache costs about as much again, so it runs in a worker thread (both cores of a
 small host busy), and a flusher thread pushes the file to disk as it grows, so the final fsync
-finds little left to do. Private to this collection.
+finds little left to do. A restore's source is read ahead in a thread of its own, so that the
+caller's decompression never waits for the disk. Private to this collection.
 """
 
 from __future__ import annotations
@@ -145,3 +146,72 @@ def threaded_writes(fh, observe=None, drop_cache=False):
             writer.close()
     finally:
         flusher.close()
+
+
+class _ReadAhead(object):
+    """File-like: a worker thread reads ``fh`` ahead, chunk by chunk, into a bounded queue.
+
+    ``read()`` returns the data in order, and raises the worker's error where it happened.
+    """
+
+    def __init__(self, fh, chunk_size):
+        self._fh = fh
+        self._chunk_size = chunk_size
+        self._queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        self._stop = threading.Event()
+        self._left = b''  # what a smaller read() left of the current chunk
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name='nexus-reader')
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                piece = self._fh.read(self._chunk_size)
+            except BaseException as exc:  # handed to the caller's thread
+                piece = exc
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(piece, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(piece, bytes) or not piece:
+                return
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            return b''.join(iter(lambda: self.read(self._chunk_size), b''))
+        if not self._left and not self._done:
+            piece = self._queue.get()
+            if isinstance(piece, BaseException):
+                self._done = True
+                raise piece
+            self._done = not piece
+            self._left = piece
+        out, self._left = self._left[:size], self._left[size:]
+        return out
+
+    def close(self):
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+
+@contextlib.contextmanager
+def read_ahead(fh, chunk_size=1024 * 1024):
+    """Yield a file-like that reads the open binary file ``fh`` from a worker thread, ahead of use.
+
+    At most ``QUEUE_DEPTH`` chunks are held. On leaving, the worker is stopped and gone, wherever
+    the caller stopped reading.
+    """
+    reader = _ReadAhead(fh, chunk_size)
+    try:
+        yield reader
+    finally:
+        reader.close()

@@ -16,8 +16,8 @@ import os
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _crypto
 from ansible_collections.nexus.secrets.plugins.module_utils._envelope import HEADER_LEN, SALT_LEN, TAG_LEN
+from ansible_collections.nexus.secrets.plugins.module_utils._layout import KEY_FILES
 
-KEY_FILES = ('master.key', 'signing.key', 'verify.key', 'age.key')
 DEFAULT_KEY_PASSWORD = 'changeme-in-production'
 MAX_KEY_FILE_BYTES = 64 * 1024
 

@@ -29,7 +29,7 @@ import os
 import platform
 import stat
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _keyring, _liveness, _swap
+from ansible_collections.nexus.secrets.plugins.module_utils import _keyring, _layout, _liveness, _swap
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import UnsafePath
 
 STAGING_PREFIX = '.nexus-rekey-'
@@ -144,12 +144,12 @@ def _read_regular(name, dir_fd, limit):
 def read_keyring(keys_fd, keys_dir):
     """``({name: blob}, {name: stat})`` of the four key files; RekeyFailed on anything unexpected."""
     names = sorted(os.listdir(keys_fd))
-    extra = [n for n in names if n not in _keyring.KEY_FILES]
+    extra = [n for n in names if n not in _layout.KEY_FILES]
     if extra:
         raise RekeyFailed('%s holds entries other than the four key files (%s): move them away first; '
                           'nothing was changed' % (keys_dir, ', '.join(extra)))
     blobs, stats = {}, {}
-    for name in _keyring.KEY_FILES:
+    for name in _layout.KEY_FILES:
         path = os.path.join(keys_dir, name)
         try:
             text, st = _read_regular(name, keys_fd, _keyring.MAX_KEY_FILE_BYTES)
@@ -242,7 +242,7 @@ def _write_staging(parent_fd, name, keys_fd, texts, stats, aes_key):
     try:
         os.fchmod(stage_fd, DIR_MODE)  # whatever the umask
         _own(stage_fd, keys_st)
-        for key_name in _keyring.KEY_FILES:
+        for key_name in _layout.KEY_FILES:
             checkpoint('write ' + key_name)
             fd = os.open(key_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                          | getattr(os, 'O_CLOEXEC', 0), FILE_MODE, dir_fd=stage_fd)
@@ -258,7 +258,7 @@ def _write_staging(parent_fd, name, keys_fd, texts, stats, aes_key):
         checkpoint('fsync staging')
         os.fsync(stage_fd)
         os.fsync(parent_fd)
-        for key_name in _keyring.KEY_FILES:  # what is on disk decrypts, before it replaces anything
+        for key_name in _layout.KEY_FILES:  # what is on disk decrypts, before it replaces anything
             text, dummy = _read_regular(key_name, stage_fd, _keyring.MAX_KEY_FILE_BYTES)
             if _keyring.unseal(aes_key, _keyring.parse_key_text(key_name, text)) is None:
                 raise RekeyFailed('the new %s did not read back correctly; nothing was changed' % key_name)
@@ -294,7 +294,7 @@ def _remove_old(parent_fd, staging, keys_fd):
 
 
 def rotate(layout, key_password, new_key_password, force=False, check_mode=False):
-    """Re-wrap the keyring of ``layout`` (a ``_swap.Layout``). Returns the result dict; RekeyFailed."""
+    """Re-wrap the keyring of ``layout`` (a ``_layout.Layout``). Returns the result dict; RekeyFailed."""
     if platform.system() != 'Linux':
         raise RekeyFailed('key rotation needs Linux (renameat2 RENAME_EXCHANGE); nothing was changed')
     if not new_key_password:

@@ -31,8 +31,8 @@ import os
 import stat
 import struct
 
-SQLITE_SUFFIXES = ('-wal', '-shm', '-journal')
-KEY_FILES = ('master.key', 'signing.key', 'verify.key', 'age.key')
+from ansible_collections.nexus.secrets.plugins.module_utils._layout import DB_COMPANION_SUFFIXES, KEY_FILES
+
 PROC = '/proc'
 SIGNAL_FD = 'open file'
 SIGNAL_MAP = 'memory map'
@@ -61,7 +61,7 @@ class Target(object):
 def targets(db_path, keys_dir):
     """The existing regular files of a data dir that a live server holds (links are not followed)."""
     wanted = [(db_path, os.path.basename(db_path))]
-    wanted += [(db_path + s, os.path.basename(db_path) + s) for s in SQLITE_SUFFIXES]
+    wanted += [(db_path + s, os.path.basename(db_path) + s) for s in DB_COMPANION_SUFFIXES]
     keys_label = os.path.basename(os.path.normpath(keys_dir))
     wanted += [(os.path.join(keys_dir, name), keys_label + '/' + name) for name in KEY_FILES]
     found = []

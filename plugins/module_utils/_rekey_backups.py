@@ -28,7 +28,9 @@ from ansible_collections.nexus.secrets.plugins.module_utils._envelope import (
     EnvelopeWriter,
 )
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import atomic_write, fsync_path
-from ansible_collections.nexus.secrets.plugins.module_utils._retention import SIDECAR_SUFFIX
+from ansible_collections.nexus.secrets.plugins.module_utils._layout import (
+    SIDECAR_SUFFIX, SidecarError, parse_backup_time, parse_sidecar, read_sidecar, sidecar_line,
+)
 
 OLD, NEW, NEITHER = 'old', 'new', 'neither'
 TEMP_MARK = '.rekey-'
@@ -52,21 +54,29 @@ def _open_regular(path):
     return os.fdopen(fd, 'rb'), st
 
 
-def which_password(path, old_password, new_password):
-    """OLD or NEW: which password the file opens with, judged from its first decrypted bytes (a
-    wrong key yields the gzip magic with odds of 1 in 2**24; the full pass checks the GCM tag)."""
-    fh, dummy = _open_regular(path)
-    with fh:
-        head = fh.read(HEADER_LEN + len(GZIP_MAGIC))
-    if len(head) < HEADER_LEN + len(GZIP_MAGIC):
+HEAD_BYTES = HEADER_LEN + len(GZIP_MAGIC)  # what which_password needs of a file or an object
+
+
+def password_of_head(head, old_password, new_password):
+    """OLD, NEW or NEITHER for the first HEAD_BYTES bytes of a backup (see which_password)."""
+    if len(head) < HEAD_BYTES:
         return NEITHER
-    salt, nonce, first = head[:SALT_LEN], head[SALT_LEN:HEADER_LEN], head[HEADER_LEN:]
+    salt, nonce, first = head[:SALT_LEN], head[SALT_LEN:HEADER_LEN], head[HEADER_LEN:HEAD_BYTES]
     for label, password in ((OLD, old_password), (NEW, new_password)):
         key = _crypto.derive_key(password, salt)
         decryptor = _crypto.Cipher(_crypto.algorithms.AES(key), _crypto.modes.GCM(nonce)).decryptor()
         if decryptor.update(first) == GZIP_MAGIC:
             return label
     return NEITHER
+
+
+def which_password(path, old_password, new_password):
+    """OLD or NEW: which password the file opens with, judged from its first decrypted bytes (a
+    wrong key yields the gzip magic with odds of 1 in 2**24; the full pass checks the GCM tag)."""
+    fh, dummy = _open_regular(path)
+    with fh:
+        head = fh.read(HEAD_BYTES)
+    return password_of_head(head, old_password, new_password)
 
 
 class _Hashing(object):
@@ -96,16 +106,16 @@ def _plaintext_sha256(fh, password):
 
 def _write_sidecar(path, sha256):
     with atomic_write(path + SIDECAR_SUFFIX, mode=0o600) as fh:
-        fh.write(('%s  %s\n' % (sha256, os.path.basename(path))).encode('utf-8'))
+        fh.write(sidecar_line(sha256, os.path.basename(path)).encode('utf-8'))
 
 
 def sidecar_sha256(path):
     """The checksum the sidecar of ``path`` records, or None when there is no readable sidecar."""
     try:
-        with open(path + SIDECAR_SUFFIX, 'r') as fh:
-            return fh.readline().split(' ', 1)[0].strip().lower() or None
-    except (IOError, OSError, UnicodeDecodeError):
+        entry = parse_sidecar(read_sidecar(path + SIDECAR_SUFFIX) or b'')
+    except SidecarError:
         return None
+    return entry[0] if entry else None
 
 
 def file_sha256(path):
@@ -129,11 +139,22 @@ def fix_sidecar(path):
     return True
 
 
+def _is_leftover(name):
+    """A temp file of ours: a re-encrypted copy, or a sidecar being rewritten (``_fsutil.atomic_write``)."""
+    if not (name.startswith('.') and name.endswith('.tmp')):
+        return False
+    if TEMP_MARK in name:
+        return True
+    marker = SIDECAR_SUFFIX + '.'
+    return marker in name and parse_backup_time(name[1:name.index(marker)]) is not None
+
+
 def remove_leftovers(directory):
-    """Temp files of killed runs (ours only: the marker in the name, a regular file)."""
+    """Temp files of killed runs (ours only: by their names, regular files). Called with the
+    directory's lock held, so no backup or rotation that could still own one is running."""
     removed = []
     for name in os.listdir(directory):
-        if name.startswith('.') and TEMP_MARK in name and name.endswith('.tmp'):
+        if _is_leftover(name):
             path = os.path.join(directory, name)
             if stat.S_ISREG(os.lstat(path).st_mode):
                 os.unlink(path)
@@ -143,28 +164,47 @@ def remove_leftovers(directory):
     return removed
 
 
+def reencrypt(src, raw, old_password, new_password):
+    """Decrypt the envelope read from ``src`` with ``old_password`` and write it encrypted under
+    ``new_password`` to the binary file ``raw``; the plaintext's SHA-256 and the new file's.
+
+    EnvelopeError when ``src`` does not authenticate (what was written is then worthless)."""
+    plain = hashlib.sha256()
+    out = _Hashing(raw)
+    reader = EnvelopeReader(src, old_password)
+    with EnvelopeWriter(out, new_password) as writer:
+        while True:
+            piece = reader.read(CHUNK_SIZE)
+            if not piece:
+                break
+            plain.update(piece)
+            writer.write(piece)
+    raw.flush()
+    os.fsync(raw.fileno())
+    return plain.hexdigest(), out.sha256.hexdigest()
+
+
+def check_reencrypted(tmp, new_password, plain_sha256, shown):
+    """RekeyError unless ``tmp`` opens with ``new_password`` to the plaintext of SHA-256 ``plain_sha256``."""
+    with open(tmp, 'rb') as check:
+        if _plaintext_sha256(check, new_password) != plain_sha256:
+            raise RekeyError('%s: the re-encrypted copy does not read back the same; left as it was' % shown)
+
+
+def temp_beside(directory, name):
+    """A new private (0600) temp file in ``directory`` that remove_leftovers recognises: (fd, path)."""
+    return tempfile.mkstemp(prefix='.' + name + TEMP_MARK, suffix='.tmp', dir=directory)
+
+
 def rekey_file(path, old_password, new_password):
     """Re-encrypt ``path`` under ``new_password``; RekeyError (file untouched) when it cannot be."""
     directory, name = os.path.split(os.path.abspath(path))
     src, st = _open_regular(path)
-    fd, tmp = tempfile.mkstemp(prefix='.' + name + TEMP_MARK, suffix='.tmp', dir=directory)
+    fd, tmp = temp_beside(directory, name)
     try:
-        plain = hashlib.sha256()
         with src, os.fdopen(fd, 'wb') as raw:
-            out = _Hashing(raw)
-            reader = EnvelopeReader(src, old_password)
-            with EnvelopeWriter(out, new_password) as writer:
-                while True:
-                    piece = reader.read(CHUNK_SIZE)
-                    if not piece:
-                        break
-                    plain.update(piece)
-                    writer.write(piece)
-            raw.flush()
-            os.fsync(raw.fileno())
-        with open(tmp, 'rb') as check:
-            if _plaintext_sha256(check, new_password) != plain.hexdigest():
-                raise RekeyError('%s: the re-encrypted copy does not read back the same; left as it was' % path)
+            plain_sha256, sha256 = reencrypt(src, raw, old_password, new_password)
+        check_reencrypted(tmp, new_password, plain_sha256, path)
         os.chmod(tmp, stat.S_IMODE(st.st_mode))
         if os.geteuid() == 0:
             os.chown(tmp, st.st_uid, st.st_gid)
@@ -177,7 +217,6 @@ def rekey_file(path, old_password, new_password):
         if os.path.lexists(tmp):
             os.unlink(tmp)
     fsync_path(directory)
-    sha256 = out.sha256.hexdigest()
     if os.path.lexists(path + SIDECAR_SUFFIX):
         _write_sidecar(path, sha256)
     return sha256

@@ -27,7 +27,7 @@ import stat
 import tempfile
 import time
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _staged, _swap, _verify
+from ansible_collections.nexus.secrets.plugins.module_utils import _layout, _staged, _swap, _verify
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import (
     UnsafePath, check_private, fd_path, fsync_path, lstat_at, make_private_dir, open_file_at, remove_tree,
     remove_tree_at, sha256_fd,
@@ -35,7 +35,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import (
 
 STAGING_PREFIX = _swap.STAGING_PREFIX
 # Journal temp files of versions up to 0.2 (they wrote the journal into the data dir).
-JOURNAL_TEMP_PREFIX = '.' + _swap.LEGACY_JOURNAL_NAME + '.'
+JOURNAL_TEMP_PREFIX = '.' + _layout.LEGACY_RESTORE_JOURNAL_NAME + '.'
 PRE_RESTORE_PREFIX = _swap.PRE_RESTORE_PREFIX
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -102,7 +102,7 @@ def live_facts(layout):
     facts = {}
     try:
         with _swap.opened_dir(layout, os.path.dirname(layout.db_path)) as dfd:
-            for name, path in [(_swap.DB_NAME, layout.db_path)] + layout.stale_paths():
+            for name, path in [(_layout.DB_NAME, layout.db_path)] + layout.stale_paths():
                 found = _entry_facts(dfd, os.path.basename(path), path)
                 if found:
                     facts[name] = found
@@ -113,7 +113,7 @@ def live_facts(layout):
             for name in sorted(os.listdir(kfd)):
                 found = _entry_facts(kfd, name, os.path.join(layout.keys_dir, name))
                 if found:
-                    facts[_swap.KEYS_NAME + '/' + name] = found
+                    facts[_layout.KEYS_NAME + '/' + name] = found
     except FileNotFoundError:
         pass
     return facts

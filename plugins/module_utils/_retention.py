@@ -11,31 +11,13 @@ from __future__ import annotations
 
 import datetime
 import os
-import re
 
-BACKUP_NAME_RE = re.compile(r'^nexus-backup-(\d{4})-(\d{2})-(\d{2})-(\d{2})(\d{2})(\d{2})\.tar\.gz\.enc$')
-BACKUP_NAME_FORMAT = 'nexus-backup-%Y-%m-%d-%H%M%S.tar.gz.enc'
-SIDECAR_SUFFIX = '.sha256'
+from ansible_collections.nexus.secrets.plugins.module_utils._layout import parse_backup_time
 
 
-def parse_backup_time(name):
-    """The local time in a nexusctl backup file name, or None when it is not one."""
-    match = BACKUP_NAME_RE.match(os.path.basename(name))
-    if not match:
-        return None
-    try:
-        return datetime.datetime(*(int(part) for part in match.groups()))
-    except ValueError:  # e.g. month 13: matches the pattern, names no time
-        return None
-
-
-def backup_name(when=None):
-    """nexusctl's file name for a backup taken at ``when`` (local time, default now)."""
-    return (when or datetime.datetime.now()).strftime(BACKUP_NAME_FORMAT)
-
-
-def find_backups(directory):
-    """``[(path, datetime)]`` of the regular files in ``directory`` named like nexusctl backups."""
+def dated_backups(directory):
+    """``[(path, datetime)]`` of the regular files in ``directory`` named like nexusctl backups, with the
+    time their name carries (what retention decides on)."""
     found = []
     for entry in sorted(os.listdir(directory)):
         when = parse_backup_time(entry)
@@ -114,7 +96,7 @@ def plan_prune(directory, rules, new_path=None, now=None):
     rules = dict((key, rules.get(key)) for key in KEEP_RULES)
     if not any(rules.values()) or not os.path.isdir(directory):
         return []
-    backups = [item for item in find_backups(directory) if item[0] != new_path]
+    backups = [item for item in dated_backups(directory) if item[0] != new_path]
     new_time = parse_backup_time(new_path) if new_path else None
     if new_time is not None:
         backups.append((new_path, new_time))

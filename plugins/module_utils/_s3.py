@@ -15,8 +15,13 @@ the sidecar object (and the metadata, when the store returns it) before it is re
 Large files go up as a multipart upload, a few parts in flight at a time (memory: about
 ``part_size * concurrency``); each part carries Content-MD5, which the store checks. Any failure
 aborts the multipart upload, so the store never shows a partial object under the key. An object
-that already exists under the key is never replaced: the same content is a no-op, different
-content is an error.
+that already exists under the key is not replaced: the same content is a no-op, different content
+is an error, unless the caller asks to overwrite it (``overwrite=True``). Then the file must first
+prove to be a backup under the given password (its whole envelope authenticates), so a corrupt
+file never replaces a good object. The object is replaced by one PUT or CompleteMultipartUpload,
+which the store applies atomically: readers see the old object or the new one, never a mixture.
+The sidecar object follows the data object; a run stopped between the two leaves a sidecar that
+names the old SHA-256, which the next overwriting run finds and rewrites.
 
 Private to this collection; not a public API. No AnsibleModule logic here.
 """
@@ -31,8 +36,9 @@ import os
 import stat
 import traceback
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _fsutil, _retention
-from ansible_collections.nexus.secrets.plugins.module_utils._connection import nonempty_env_fallback
+from ansible_collections.nexus.secrets.plugins.module_utils import _fsutil, _layout, _retention
+from ansible_collections.nexus.secrets.plugins.module_utils._envelope import CHUNK_SIZE, EnvelopeError, EnvelopeReader
+from ansible_collections.nexus.secrets.plugins.module_utils._env import nonempty_env_fallback
 
 try:
     import boto3
@@ -51,7 +57,6 @@ MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
 MAX_PARTS = 10000  # S3's maximum number of parts
 DEFAULT_CONCURRENCY = 4
 READ_CHUNK = 1 * MIB
-SIDECAR_MAX_BYTES = 4096
 METADATA_SHA256 = 'sha256'
 DEFAULT_REGION = 'us-east-1'
 
@@ -75,6 +80,9 @@ def _describe(exc):
         return '%s%s: %s' % (error.get('Code', 'error'), ' (HTTP %s)' % status if status else '',
                              error.get('Message', '') or str(exc))
     return '%s: %s' % (type(exc).__name__, exc)
+
+
+describe_error = _describe
 
 
 def _status(exc):
@@ -133,31 +141,20 @@ def host_prefix(prefix, host):
 
 
 def read_sidecar(path):
-    """The SHA-256 hex digest and raw bytes of a ``sha256sum`` sidecar; None when there is none."""
+    """The SHA-256 hex digest and raw bytes of a local ``sha256sum`` sidecar; None when there is none."""
     try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(info.st_mode) or info.st_size > SIDECAR_MAX_BYTES:
-        raise S3Error('%s is not a regular sidecar file' % path)
-    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0))
-    with os.fdopen(fd, 'rb') as fh:
-        raw = fh.read(SIDECAR_MAX_BYTES + 1)
-    return parse_sidecar(raw, path), raw
+        raw = _layout.read_sidecar(path)
+    except _layout.SidecarError as exc:
+        raise S3Error(str(exc))
+    return None if raw is None else (sidecar_digest(raw, path), raw)
 
 
-def parse_sidecar(raw, where):
-    try:
-        digest = raw.decode('ascii').split()[0].lower()
-    except (UnicodeDecodeError, IndexError):
-        digest = ''
-    if len(digest) != 64 or any(c not in '0123456789abcdef' for c in digest):
+def sidecar_digest(raw, where):
+    """The SHA-256 a sidecar's bytes name; S3Error saying ``where`` they came from when they name none."""
+    entry = _layout.parse_sidecar(raw)
+    if entry is None:
         raise S3Error('%s is not a sha256sum line' % where)
-    return digest
-
-
-def sidecar_line(digest, name):
-    return ('%s  %s\n' % (digest, name)).encode('ascii')
+    return entry[0]
 
 
 def _open_source(path):
@@ -224,7 +221,7 @@ def object_sha256(client, bucket, key, sink=None):
     return digest.hexdigest(), size
 
 
-def get_small(client, bucket, key, limit=SIDECAR_MAX_BYTES):
+def get_small(client, bucket, key, limit=_layout.SIDECAR_MAX_BYTES):
     """The bytes of a small object (a sidecar), or None when it does not exist."""
     try:
         body = client.get_object(Bucket=bucket, Key=key)['Body']
@@ -241,6 +238,65 @@ def get_small(client, bucket, key, limit=SIDECAR_MAX_BYTES):
     if len(raw) > limit:
         raise S3Error('s3://%s/%s is too large for a sidecar' % (bucket, key))
     return raw
+
+
+def get_first_bytes(client, bucket, key, count):
+    """The first ``count`` bytes of an object (a ranged GET), or None when it does not exist."""
+    try:
+        body = client.get_object(Bucket=bucket, Key=key, Range='bytes=0-%d' % (count - 1))['Body']
+        try:
+            raw = body.read(count)
+        finally:
+            body.close()
+    except botocore.exceptions.ClientError as exc:
+        if _status(exc) == 404:
+            return None
+        raise S3Error('cannot read s3://%s/%s: %s' % (bucket, key, _describe(exc)))
+    except botocore.exceptions.BotoCoreError as exc:
+        raise S3Error('cannot read s3://%s/%s: %s' % (bucket, key, _describe(exc)))
+    return raw[:count]
+
+
+class HashingReader(object):
+    """A read-only file object over ``read(n)`` of another that hashes what passes (SHA-256)."""
+
+    def __init__(self, read):
+        self._read = read
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size=-1):
+        data = self._read(size)
+        self.sha256.update(data)
+        self.size += len(data)
+        return data
+
+
+def _fd_reader(fd, size):
+    """HashingReader over a file descriptor with pread (the fd's offset is not used)."""
+    state = {'offset': 0}
+
+    def read(count=-1):
+        if count is None or count < 0:
+            count = size - state['offset']
+        data = os.pread(fd, max(0, min(count, size - state['offset'])), state['offset']) if count else b''
+        state['offset'] += len(data)
+        return data
+    return HashingReader(read)
+
+
+def authenticate_backup(fd, size, digest, password, shown):
+    """S3Error unless the file is a backup under ``password``: its whole envelope authenticates
+    (AES-GCM tag) and the bytes checked hash to ``digest`` (the SHA-256 about to be uploaded)."""
+    reader = _fd_reader(fd, size)
+    try:
+        envelope = EnvelopeReader(reader, password)
+        while envelope.read(CHUNK_SIZE):
+            pass
+    except EnvelopeError as exc:
+        raise S3Error('%s is not a valid backup under backup_password (%s); no object was replaced' % (shown, exc))
+    if reader.sha256.hexdigest() != digest or reader.size != size:
+        raise S3Error('%s changed while it was checked; no object was replaced' % shown)
 
 
 def _part_size(size, part_size):
@@ -262,6 +318,11 @@ def _md5_b64(data):
 def _put_small(client, bucket, key, data, metadata):
     client.put_object(Bucket=bucket, Key=key, Body=data, ContentMD5=_md5_b64(data), Metadata=metadata,
                       ContentType='application/octet-stream')
+
+
+def put_sidecar(client, bucket, key, raw):
+    """Store a sidecar object (one PUT, replacing what the key held)."""
+    _put_small(client, bucket, key, raw, {})
 
 
 def _upload_multipart(client, bucket, key, fd, size, expected_sha256, part_size, concurrency):
@@ -317,11 +378,11 @@ def plan_remote_retention(objects, new_name, rules):
         return []
     backups = []
     for item in objects:
-        when = _retention.parse_backup_time(item['name'])
+        when = _layout.parse_backup_time(item['name'])
         if when is not None:
             backups.append((item['name'], when))
     if new_name not in [name for name, dummy in backups]:
-        when = _retention.parse_backup_time(new_name)
+        when = _layout.parse_backup_time(new_name)
         if when is not None:
             backups.append((new_name, when))
     dummy, prune = _retention.plan_retention(backups, **rules)
@@ -347,14 +408,14 @@ def list_backups(client, bucket, prefix, host):
     found = []
     for key, entry in keys.items():
         name = key[len(base):]
-        when = _retention.parse_backup_time(name)
+        when = _layout.parse_backup_time(name)
         if when is None or '/' in name:
             continue
         modified = entry.get('LastModified')
         found.append({
             'name': name, 'key': key, 'size': entry.get('Size'), 'time': when.isoformat(),
             'last_modified': modified.isoformat() if isinstance(modified, datetime.datetime) else None,
-            'sidecar': key + _retention.SIDECAR_SUFFIX in keys,
+            'sidecar': key + _layout.SIDECAR_SUFFIX in keys,
         })
     found.sort(key=lambda item: (item['time'], item['name']), reverse=True)
     return found
@@ -402,56 +463,83 @@ def _verify_remote(client, bucket, key, size, digest, sidecar_key, sidecar_raw):
 
 
 def upload_backup(client, bucket, prefix, host, src, rules=None, verify=True, check_mode=False,
-                  part_size=DEFAULT_PART_SIZE, concurrency=DEFAULT_CONCURRENCY):
+                  part_size=DEFAULT_PART_SIZE, concurrency=DEFAULT_CONCURRENCY, overwrite=False,
+                  backup_password=None, name=None):
     """Upload ``src`` and its sidecar to ``<prefix>/<host>/``, verify, then apply retention there.
 
-    Returns a dict: key, sidecar_key, size, sha256, uploaded (bool), verified, pruned (names),
-    changed. Raises S3Error with a clear message; on failure nothing partial is left under the key.
+    ``overwrite``: an existing object (or sidecar object) with other content is replaced, but only
+    after ``src`` authenticated under ``backup_password``; without it, other content is an error.
+    ``name``: the object's file name when it is not ``src``'s own (a temp file being uploaded).
+
+    Returns a dict: key, sidecar_key, size, sha256, uploaded (bool), replaced (bool), verified,
+    pruned (names), changed. Raises S3Error with a clear message; on failure nothing partial is
+    left under the key.
     """
     rules = rules or {}
-    name = os.path.basename(src)
-    if _retention.parse_backup_time(name) is None and any(rules.values()):
-        raise S3Error('retention needs a backup named like nexusctl (nexus-backup-YYYY-MM-DD-HHMMSS.tar.gz.enc), '
-                      'got %s' % name)
+    name = name or os.path.basename(src)
+    if overwrite and not backup_password:
+        raise S3Error('overwrite needs backup_password: a file replaces an object only once it proved to be a '
+                      'backup under that password')
+    if _layout.parse_backup_time(name) is None and any(rules.values()):
+        raise S3Error('retention needs a backup named like nexusctl (%s), got %s' % (_layout.BACKUP_NAME_EXAMPLE, name))
     base = host_prefix(prefix, host)
     key = base + name
-    sidecar_key = key + _retention.SIDECAR_SUFFIX
+    sidecar_key = key + _layout.SIDECAR_SUFFIX
     if check_mode and not os.path.lexists(src):
         # A check-mode run of the backup reports the file it would write without writing it.
-        return dict(key=key, sidecar_key=sidecar_key, size=None, sha256=None, uploaded=True, verified=False,
-                    pruned=plan_remote_retention(list_backups(client, bucket, prefix, host), name, rules),
+        return dict(key=key, sidecar_key=sidecar_key, size=None, sha256=None, uploaded=True, replaced=False,
+                    verified=False, pruned=plan_remote_retention(list_backups(client, bucket, prefix, host), name, rules),
                     changed=True)
     fd, size = _open_source(src)
     try:
-        local_sidecar = read_sidecar(src + _retention.SIDECAR_SUFFIX)
+        local_sidecar = read_sidecar(src + _layout.SIDECAR_SUFFIX) if name == os.path.basename(src) else None
         digest = file_sha256(fd, size)
         if local_sidecar is not None and local_sidecar[0] != digest:
             raise S3Error('%s does not match its sidecar (SHA-256 %s, sidecar %s); not uploaded'
                           % (src, digest, local_sidecar[0]))
-        sidecar_raw = local_sidecar[1] if local_sidecar is not None else sidecar_line(digest, name)
+        sidecar_raw = local_sidecar[1] if local_sidecar is not None else _layout.sidecar_line(digest, name).encode('utf-8')
 
+        never = ('; an existing object is never replaced (overwrite=different replaces it with a file that '
+                 'opens with backup_password)')
         existing = head(client, bucket, key)
+        differs = False
         if existing is not None:
             if existing.get('ContentLength') != size:
-                raise S3Error('s3://%s/%s already exists with different content (%s bytes, the file %d); '
-                              'an existing object is never replaced' % (bucket, key, existing.get('ContentLength'), size))
-            stored = metadata_sha256(existing) or object_sha256(client, bucket, key)[0]
-            if stored != digest:
-                raise S3Error('s3://%s/%s already exists with different content (SHA-256 %s, the file %s); '
-                              'an existing object is never replaced' % (bucket, key, stored, digest))
+                differs = True
+                if not overwrite:
+                    raise S3Error('s3://%s/%s already exists with different content (%s bytes, the file %d)%s'
+                                  % (bucket, key, existing.get('ContentLength'), size, never))
+            else:
+                stored = metadata_sha256(existing) or object_sha256(client, bucket, key)[0]
+                differs = stored != digest
+                if differs and not overwrite:
+                    raise S3Error('s3://%s/%s already exists with different content (SHA-256 %s, the file %s)%s'
+                                  % (bucket, key, stored, digest, never))
         existing_sidecar = get_small(client, bucket, sidecar_key)
-        if existing_sidecar is not None and parse_sidecar(existing_sidecar, 's3://%s/%s' % (bucket, sidecar_key)) != digest:
-            raise S3Error('s3://%s/%s already exists and names another SHA-256; an existing object is never replaced'
-                          % (bucket, sidecar_key))
-        uploaded = existing is None or existing_sidecar is None
+        stale_sidecar = False
+        if existing_sidecar is not None:
+            try:
+                stale_sidecar = sidecar_digest(existing_sidecar, 's3://%s/%s' % (bucket, sidecar_key)) != digest
+            except S3Error:
+                if not overwrite:
+                    raise
+                stale_sidecar = True
+            if stale_sidecar and not overwrite:
+                raise S3Error('s3://%s/%s already exists and names another SHA-256%s' % (bucket, sidecar_key, never))
+        replaced = differs or stale_sidecar
+        if replaced:
+            authenticate_backup(fd, size, digest, backup_password, src)
+        send_data = existing is None or differs
+        send_sidecar = existing_sidecar is None or stale_sidecar
+        uploaded = send_data or send_sidecar
         objects = list_backups(client, bucket, prefix, host)
         pruned = plan_remote_retention(objects, name, rules)
         result = dict(key=key, sidecar_key=sidecar_key, size=size, sha256=digest, uploaded=uploaded,
-                      verified=False, pruned=pruned, changed=bool(uploaded or pruned))
+                      replaced=replaced, verified=False, pruned=pruned, changed=bool(uploaded or pruned))
         if check_mode:
             return result
         try:
-            if existing is None:
+            if send_data:
                 if size < max(MIN_PART_SIZE, int(part_size or DEFAULT_PART_SIZE)):
                     data = os.pread(fd, size, 0) if size else b''
                     if hashlib.sha256(data).hexdigest() != digest:
@@ -459,13 +547,16 @@ def upload_backup(client, bucket, prefix, host, src, rules=None, verify=True, ch
                     _put_small(client, bucket, key, data, {METADATA_SHA256: digest})
                 else:
                     _upload_multipart(client, bucket, key, fd, size, digest, part_size, concurrency)
-            if existing_sidecar is None:
+            # After the data object: a sidecar never names content the key does not hold yet.
+            if send_sidecar:
                 _put_small(client, bucket, sidecar_key, sidecar_raw, {})
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            raise S3Error('upload of %s to s3://%s/%s failed: %s; no object was stored under that key'
-                          % (src, bucket, key if existing is None else sidecar_key, _describe(exc)))
+            raise S3Error('upload of %s to s3://%s/%s failed: %s; %s'
+                          % (src, bucket, key if send_data else sidecar_key, _describe(exc),
+                             'the object there is unchanged' if existing is not None else
+                             'no object was stored under that key'))
         if verify:
-            _verify_remote(client, bucket, key, size, digest, None if existing_sidecar else sidecar_key, sidecar_raw)
+            _verify_remote(client, bucket, key, size, digest, sidecar_key if send_sidecar else None, sidecar_raw)
             result['verified'] = True
         removed = []
         for victim in pruned:
@@ -480,7 +571,7 @@ def upload_backup(client, bucket, prefix, host, src, rules=None, verify=True, ch
 def delete_backup(client, bucket, key):
     """Delete a backup object and its sidecar."""
     try:
-        client.delete_object(Bucket=bucket, Key=key + _retention.SIDECAR_SUFFIX)
+        client.delete_object(Bucket=bucket, Key=key + _layout.SIDECAR_SUFFIX)
         client.delete_object(Bucket=bucket, Key=key)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         raise S3Error('cannot delete s3://%s/%s: %s' % (bucket, key, _describe(exc)))
@@ -517,7 +608,7 @@ def download_backup(client, bucket, prefix, host, name, dest_dir, check_mode=Fal
     computed, compared with the sidecar object (and the metadata when present), and only then
     renamed into place. An existing file with other content is never replaced.
     """
-    if '/' in name or _retention.parse_backup_time(name) is None:
+    if '/' in name or _layout.parse_backup_time(name) is None:
         raise S3Error('name must be a backup file name such as nexus-backup-2025-12-04-001500.tar.gz.enc, got %r'
                       % (name,))
     _check_dest_dir(dest_dir)
@@ -525,15 +616,15 @@ def download_backup(client, bucket, prefix, host, name, dest_dir, check_mode=Fal
     info = head(client, bucket, key)
     if info is None:
         raise S3Error('s3://%s/%s does not exist' % (bucket, key))
-    sidecar_raw = get_small(client, bucket, key + _retention.SIDECAR_SUFFIX)
+    sidecar_raw = get_small(client, bucket, key + _layout.SIDECAR_SUFFIX)
     if sidecar_raw is None:
-        raise S3Error('s3://%s/%s%s does not exist: the backup cannot be checked' % (bucket, key, _retention.SIDECAR_SUFFIX))
-    expected = parse_sidecar(sidecar_raw, 's3://%s/%s%s' % (bucket, key, _retention.SIDECAR_SUFFIX))
+        raise S3Error('s3://%s/%s%s does not exist: the backup cannot be checked' % (bucket, key, _layout.SIDECAR_SUFFIX))
+    expected = sidecar_digest(sidecar_raw, 's3://%s/%s%s' % (bucket, key, _layout.SIDECAR_SUFFIX))
     stored = metadata_sha256(info)
     if stored and stored != expected:
         raise S3Error('s3://%s/%s: its metadata says SHA-256 %s, its sidecar %s' % (bucket, key, stored, expected))
     path = os.path.join(dest_dir, name)
-    sidecar_path = path + _retention.SIDECAR_SUFFIX
+    sidecar_path = path + _layout.SIDECAR_SUFFIX
     present = _local_sha256(path)
     if present is not None and present != expected:
         raise S3Error('%s exists with other content (SHA-256 %s, the object %s); it is never replaced'

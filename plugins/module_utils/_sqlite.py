@@ -25,10 +25,11 @@ import time
 
 from urllib.parse import quote
 
+from ansible_collections.nexus.secrets.plugins.module_utils._layout import DB_NAME, WAL_SUFFIX
+
 # Pages copied per backup step: bounded memory, few round trips (16 MiB at 4 KiB pages).
 BACKUP_STEP_PAGES = 4096
 BUSY_TIMEOUT_S = 30
-SNAPSHOT_NAME = 'nexus.db'
 
 # Deadline for the SQL run over one database: a base plus an allowance per GiB of file (a plain
 # NEXUS database of 1 GiB passes integrity_check in well under a minute); checked every
@@ -95,9 +96,8 @@ def deadline_for(db_path):
     """The seconds allowed for all SQL over ``db_path`` (a base plus an allowance for its size)."""
     try:
         size = os.path.getsize(db_path)
-        for suffix in ('-wal',):
-            if os.path.isfile(db_path + suffix):
-                size += os.path.getsize(db_path + suffix)
+        if os.path.isfile(db_path + WAL_SUFFIX):
+            size += os.path.getsize(db_path + WAL_SUFFIX)
     except OSError:
         size = 0
     return int(DEADLINE_BASE_S + DEADLINE_S_PER_GIB * size / 1024 ** 3)
@@ -244,7 +244,7 @@ def _open_read_only(db_path):
     """
     if not os.path.isfile(db_path):
         raise DatabaseError('database %s does not exist' % db_path)
-    if os.path.exists(db_path + '-wal'):
+    if os.path.exists(db_path + WAL_SUFFIX):
         uri = _uri(db_path, mode='ro')
     else:
         uri = _uri(db_path, mode='ro', immutable=1)
@@ -261,7 +261,7 @@ def _open_source(db_path):
     """
     if not os.path.isfile(db_path):
         raise DatabaseError('database %s does not exist' % db_path)
-    if os.path.exists(db_path + '-wal'):
+    if os.path.exists(db_path + WAL_SUFFIX):
         return sqlite3.connect(_uri(db_path, mode='ro'), uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     return sqlite3.connect(_uri(db_path, mode='rw'), uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
 
@@ -308,7 +308,7 @@ def open_snapshot(db_path, scratch_dir, stream=True):
         try:
             size = _file_size_if_it_holds_the_snapshot(source, db_path) if stream else None
             if size is None:
-                path = os.path.join(scratch_dir, SNAPSHOT_NAME)
+                path = os.path.join(scratch_dir, DB_NAME)
                 _online_backup(source, path)
                 size = os.path.getsize(path)
             else:
@@ -346,7 +346,7 @@ def _file_size_if_it_holds_the_snapshot(source, db_path):
     size = source.execute('PRAGMA page_count').fetchone()[0] * page_size
     if source.execute('PRAGMA journal_mode').fetchone()[0] == 'wal':
         try:
-            if os.path.getsize(db_path + '-wal') != 0:
+            if os.path.getsize(db_path + WAL_SUFFIX) != 0:
                 return None
         except OSError:
             return None

@@ -37,7 +37,7 @@ import threading
 
 from urllib.parse import quote
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _swap, _verify
+from ansible_collections.nexus.secrets.plugins.module_utils import _layout, _swap, _verify
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import (
     UnsafePath, check_private, fd_path, lstat_at, open_dir_at, remove_tree_at, sha256_fd,
 )
@@ -252,7 +252,7 @@ def live_secrets(data_dir, src):
     Read-only (nothing is removed or recorded): None when no staged copy matches ``src`` exactly as a
     restore would require (identity and SHA-256 of the file, the recorded directory and files).
     """
-    layout = _swap.Layout(data_dir)
+    layout = _layout.Layout(data_dir)
     try:
         state_fd = _swap.open_state_dir(layout, create=False)
     except (UnsafePath, OSError):

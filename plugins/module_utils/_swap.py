@@ -24,7 +24,7 @@ service account, which can write anything in it. So:
 - the journal and the lock live in a root-only state directory beside the data dir
   (``<parent of data_dir>/.nexus-secrets-restore/``, 0700, owned by the running user, checked on
   every open); the journal is read only from there, only when it is a private regular file, and
-  holds no path root acts on: ``_expand`` rebuilds every path from ``Layout`` (the module's
+  holds no path root acts on: ``_expand`` rebuilds every path from ``_layout.Layout`` (the module's
   options) plus two names that must match fixed patterns (``.nexus-restore-*`` staging,
   ``pre-restore-YYYY-MM-DD-HHMMSS`` copy), each a direct child of the data dir (staging: or of its
   parent). A journal in the data dir (where versions up to 0.2 kept it) is refused, never read;
@@ -46,30 +46,24 @@ import re
 import stat
 
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import (
-    O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, UnsafePath, check_private, lstat_at, open_beneath, open_dir_at,
-    open_file_at, remove_tree_at, tree_files,
+    O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, UnsafePath, check_private, lstat_at, open_dir_at, open_file_at,
+    remove_tree_at, tree_files,
+)
+from ansible_collections.nexus.secrets.plugins.module_utils._layout import (
+    DB_NAME, KEYS_NAME, RESTORE_STATE_DIR_NAME,
 )
 
 JOURNAL_FORMAT = 2
 SWAPPING = 'swapping'
 COMMITTED = 'committed'
-STATE_DIR_NAME = '.nexus-secrets-restore'
 LOCK_NAME = 'lock'
-JOURNAL_SUFFIX = '.journal'
 STAGING_SUFFIX = '.staging'
 JOURNAL_MAX_BYTES = 64 * 1024
-# Where versions up to 0.2 wrote the journal: inside the data dir, which the service account writes.
-LEGACY_JOURNAL_NAME = '.nexus-restore.journal'
 STAGING_PREFIX = '.nexus-restore-'
 PRE_RESTORE_PREFIX = 'pre-restore-'
 TREE_NAME = 'tree'
 STAGING_NAME_RE = re.compile(r'\A\.nexus-restore-[A-Za-z0-9_]{1,64}\Z')
 PRE_RESTORE_NAME_RE = re.compile(r'\Apre-restore-[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{6}(-[0-9]{1,6})?\Z')
-
-# Files SQLite replays or pairs with nexus.db: a leftover from the old database must not meet the new one.
-STALE_SUFFIXES = ('-wal', '-shm', '-journal')
-DB_NAME = 'nexus.db'
-KEYS_NAME = 'data/keys'
 
 
 class SwapError(Exception):
@@ -82,68 +76,6 @@ class RollbackFailed(Exception):
 
 def checkpoint(label):
     """A named point before each change to the data dir (tests inject faults and crashes here)."""
-
-
-def _within(path, base):
-    if base == os.sep:
-        return path.startswith(os.sep)
-    return path == base or path.startswith(base + os.sep)
-
-
-class Layout(object):
-    """Where the live files are. ``db_path``/``keys_dir`` default to nexusctl's places in ``data_dir``.
-
-    Paths below the data dir's parent are opened link-free (``open_dir``); the parent itself, and
-    a ``db_path``/``keys_dir`` parent outside it, are taken as the module's options give them.
-    """
-
-    def __init__(self, data_dir, db_path=None, keys_dir=None):
-        self.data_dir = os.path.abspath(data_dir)
-        self.parent = os.path.dirname(self.data_dir)
-        self.db_path = os.path.abspath(db_path or os.path.join(self.data_dir, DB_NAME))
-        self.keys_dir = os.path.abspath(keys_dir or os.path.join(self.data_dir, 'data', 'keys'))
-        self.state_dir = os.path.join(self.parent, STATE_DIR_NAME)
-        self.journal_name = os.path.basename(self.data_dir) + JOURNAL_SUFFIX
-        self.journal_path = os.path.join(self.state_dir, self.journal_name)
-        self.legacy_journal_path = os.path.join(self.data_dir, LEGACY_JOURNAL_NAME)
-        # Directories made by this collection: entered only while still private to this user.
-        self.private_roots = set([self.state_dir])
-
-    def live_items(self):
-        """``(name, live path, staged name or None)``; ``name`` is also its place in a pre-restore copy."""
-        items = [(DB_NAME, self.db_path, DB_NAME)]
-        items += [(DB_NAME + s, self.db_path + s, None) for s in STALE_SUFFIXES]
-        items.append((KEYS_NAME, self.keys_dir, KEYS_NAME))
-        return items
-
-    def stale_paths(self):
-        return [(DB_NAME + s, self.db_path + s) for s in STALE_SUFFIXES]
-
-    def _check(self, shown, fd):
-        if shown in self.private_roots:
-            check_private(fd, shown)
-
-    def open_dir(self, path):
-        """A new fd of the directory ``path``; FileNotFoundError when missing, UnsafePath for a link."""
-        path = os.path.abspath(path)
-        if _within(path, self.parent) and path != self.parent:
-            anchor, rel = self.parent, os.path.relpath(path, self.parent)
-        else:
-            anchor, rel = path, ''
-        anchor_fd = os.open(anchor, os.O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        try:
-            return open_beneath(anchor_fd, rel, anchor, self._check)
-        finally:
-            os.close(anchor_fd)
-
-    def creatable_dirs(self):
-        """Every directory a swap may create: the data dir and the parents of db and keys below it."""
-        found = set([self.data_dir])
-        for path in (os.path.dirname(self.db_path), os.path.dirname(self.keys_dir)):
-            while path not in found and path != os.path.dirname(path) and not _within(self.parent, path):
-                found.add(path)
-                path = os.path.dirname(path)
-        return found
 
 
 @contextlib.contextmanager
@@ -246,12 +178,12 @@ def open_state_dir(layout, create=True):
     try:
         if create:
             try:
-                os.mkdir(STATE_DIR_NAME, 0o700, dir_fd=pfd)
+                os.mkdir(RESTORE_STATE_DIR_NAME, 0o700, dir_fd=pfd)
                 os.fsync(pfd)
             except FileExistsError:
                 pass
         try:
-            fd = open_dir_at(pfd, STATE_DIR_NAME, layout.state_dir)
+            fd = open_dir_at(pfd, RESTORE_STATE_DIR_NAME, layout.state_dir)
         except FileNotFoundError:
             if create:
                 raise

@@ -30,9 +30,9 @@ from urllib.parse import quote
 from ansible_collections.nexus.secrets.plugins.module_utils import (
     _archive, _envelope, _keyring, _sqlite, _workdir_source,
 )
+from ansible_collections.nexus.secrets.plugins.module_utils._iothreads import read_ahead
+from ansible_collections.nexus.secrets.plugins.module_utils._layout import DB_NAME, KEY_FILES, KEYS_NAME
 
-DB_NAME = 'nexus.db'
-KEYS_NAME = 'data/keys'
 TREE_NAME = 'tree'
 HASH_CHUNK = 1024 * 1024
 
@@ -151,10 +151,10 @@ def _unpack(src, password, tree, max_total_bytes):
         fh = open(src, 'rb')
     except (IOError, OSError) as exc:
         raise BackupInvalid('cannot read the backup %s: %s' % (src, exc.strerror or exc))
-    with fh:
+    with fh, read_ahead(fh) as ahead:
         reader = None
         try:
-            reader = _envelope.EnvelopeReader(fh, password)
+            reader = _envelope.EnvelopeReader(ahead, password)
             return _archive.extract_archive(reader, tree, max_total_bytes=max_total_bytes)
         except _envelope.EnvelopeError as exc:
             raise BackupInvalid('cannot decrypt the backup %s: %s' % (src, exc))
@@ -184,7 +184,7 @@ def _check_members(staged):
     if not os.path.isfile(staged.db_path) or os.path.islink(staged.db_path):
         raise BackupInvalid('the backup holds no nexus.db: nothing to restore')
     names = staged.key_names()
-    missing = [name for name in _keyring.KEY_FILES if name not in names]
+    missing = [name for name in KEY_FILES if name not in names]
     if missing:
         raise BackupInvalid('the backup holds no complete keyring (data/keys lacks %s): its secrets could '
                             'not be decrypted, and NEXUS would replace a partial keyring with new keys'

@@ -20,11 +20,12 @@ import stat
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import (
     DIR_FLAGS, O_CLOEXEC, O_NOFOLLOW, UnsafePath, open_dir_at, open_file_at,
 )
+from ansible_collections.nexus.secrets.plugins.module_utils._layout import (
+    DB_COMPANION_SUFFIXES, DB_NAME, KEYS_NAME, KEYS_PARTS, ROLLBACK_JOURNAL_SUFFIX, WAL_SUFFIX,
+)
 
-DB_NAME = 'nexus.db'
-KEYS_NAME = 'data/keys'
 # -shm is only an index that SQLite rebuilds from the WAL, so it is never copied.
-DB_COMPANIONS = ('-wal', '-journal')
+COPIED_COMPANIONS = (WAL_SUFFIX, ROLLBACK_JOURNAL_SUFFIX)
 COPY_CHUNK = 1024 * 1024
 
 
@@ -78,10 +79,10 @@ def fold_wal(db_path):
             conn.close()
     except sqlite3.DatabaseError as exc:
         raise SourceError('the database in the directory cannot be opened: %s' % exc)
-    for suffix in ('-wal', '-shm', '-journal'):
+    for suffix in DB_COMPANION_SUFFIXES:
         path = db_path + suffix
         if os.path.lexists(path):
-            if suffix == '-wal' and os.path.getsize(path):
+            if suffix == WAL_SUFFIX and os.path.getsize(path):
                 raise SourceError('the WAL of the copied database could not be checkpointed')
             os.unlink(path)
 
@@ -118,23 +119,24 @@ def _copy_tree(src_fd, src_dir, tree):
         raise SourceError('the directory %s holds no nexus.db: nothing to restore' % src_dir)
     db = os.path.join(src_dir, DB_NAME)
     members = [_copy_private(src_fd, DB_NAME, os.path.join(tree, DB_NAME), db, DB_NAME)]
-    for suffix in DB_COMPANIONS:
+    for suffix in COPIED_COMPANIONS:
         if _lexists_at(src_fd, DB_NAME + suffix):
             _copy_private(src_fd, DB_NAME + suffix, os.path.join(tree, DB_NAME + suffix), db + suffix,
                           DB_NAME + suffix)
-    data_fd = _open_subdir(src_fd, 'data', os.path.join(src_dir, 'data'))
+    outer, inner = KEYS_PARTS
+    keys = os.path.join(src_dir, *KEYS_PARTS)
+    data_fd = _open_subdir(src_fd, outer, os.path.join(src_dir, outer))
     keys_fd = None
     try:
         if data_fd is not None:
-            keys_fd = _open_subdir(data_fd, 'keys', os.path.join(src_dir, 'data', 'keys'))
+            keys_fd = _open_subdir(data_fd, inner, keys)
         if keys_fd is not None:
-            keys = os.path.join(src_dir, 'data', 'keys')
-            os.mkdir(os.path.join(tree, 'data'), 0o700)
-            os.mkdir(os.path.join(tree, 'data', 'keys'), 0o700)
+            os.mkdir(os.path.join(tree, outer), 0o700)
+            os.mkdir(os.path.join(tree, *KEYS_PARTS), 0o700)
             members.append({'name': KEYS_NAME, 'size': 0, 'type': 'dir',
                             'mode': '%04o' % stat.S_IMODE(os.fstat(keys_fd).st_mode)})
             for name in sorted(os.listdir(keys_fd)):
-                members.append(_copy_private(keys_fd, name, os.path.join(tree, 'data', 'keys', name),
+                members.append(_copy_private(keys_fd, name, os.path.join(tree, KEYS_NAME, name),
                                              os.path.join(keys, name), KEYS_NAME + '/' + name))
     finally:
         for fd in (keys_fd, data_fd):

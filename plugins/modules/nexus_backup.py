@@ -33,6 +33,7 @@ extends_documentation_fragment:
   - nexus.secrets.backup_password
   - nexus.secrets.password_policy
   - nexus.secrets.retention
+  - ansible.builtin.files
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -59,17 +60,14 @@ options:
     type: str
   mode:
     description:
-      - Permissions of the backup file and its sidecar.
+      - Permissions of the backup file and its sidecar, as for M(ansible.builtin.file) - an octal
+        string such as V('0640') or a symbolic mode such as V(u=rw,g=r). As in every Ansible module, a
+        YAML integer is taken as the number it is (V(640) unquoted is C(01200)), so quote octal modes.
+      - Both files are written C(0600) from their first byte and get this mode once complete.
+      - O(owner), O(group), the SELinux options and O(attributes) apply to both files as well.
+        O(unsafe_writes) has no effect; a backup is always published atomically.
     type: raw
     default: '0600'
-  owner:
-    description:
-      - Owner of the backup file and its sidecar. Default is the user running the module.
-    type: str
-  group:
-    description:
-      - Group of the backup file and its sidecar.
-    type: str
 notes:
   - The keyring directory must exist; a backup without the keyring could never be decrypted after a
     restore. The archive holds C(nexus.db), C(data/keys) and the C(*.key) files in it, with their
@@ -191,14 +189,16 @@ busy:
   version_added: 0.3.0
 '''
 
-import grp
 import os
-import pwd
 import time
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _backup, _crypto, _retention
+from ansible_collections.nexus.secrets.plugins.module_utils import _backup, _crypto, _layout, _retention
+from ansible_collections.nexus.secrets.plugins.module_utils._env import empty_password_msg, password_option
+from ansible_collections.nexus.secrets.plugins.module_utils._file_args import (
+    apply_file_args, file_args_problem, mode_option,
+)
 from ansible_collections.nexus.secrets.plugins.module_utils._password_policy import POLICIES, apply_policy
 
 
@@ -208,30 +208,13 @@ def argument_spec():
         db_path=dict(type='path'),
         keys_dir=dict(type='path'),
         dest=dict(type='path', required=True),
-        backup_password=dict(type='str', required=True, no_log=True,
-                             fallback=(env_fallback, ['NEXUS_BACKUP_PASSWORD'])),
+        backup_password=password_option('backup_password', required=True),
         name=dict(type='str'),
-        mode=dict(type='raw', default='0600'),
-        owner=dict(type='str'),
-        group=dict(type='str'),
+        mode=mode_option(),
         password_policy=dict(type='str', choices=list(POLICIES), default='warn', no_log=False),
     )
     spec.update(_retention.keep_argument_spec())
     return spec
-
-
-def octal_mode(module, mode):
-    """A file mode from the usual Ansible spellings ('0600', '600', 384); fail on anything else."""
-    if isinstance(mode, int) and not isinstance(mode, bool):
-        value = mode
-    else:
-        try:
-            value = int(str(mode), 8)
-        except ValueError:
-            module.fail_json(msg='mode must be an octal number such as 0600, got %r' % (mode,))
-    if not 0 <= value <= 0o7777:
-        module.fail_json(msg='mode must be between 0000 and 07777, got %r' % (mode,))
-    return value
 
 
 def retention_rules(module):
@@ -241,36 +224,23 @@ def retention_rules(module):
         module.fail_json(msg=str(exc))
 
 
-def check_owner(module):
-    """Fail before writing anything when owner or group does not exist on this host."""
-    for option, lookup in (('owner', pwd.getpwnam), ('group', grp.getgrnam)):
-        value = module.params[option]
-        if value and not value.isdigit():
-            try:
-                lookup(value)
-            except KeyError:
-                module.fail_json(msg='%s %r does not exist on this host' % (option, value))
-
-
 def plan_prune(dest, new_path, rules):
     """Backups retention would remove once ``new_path`` exists (never ``new_path`` itself)."""
     return _retention.plan_prune(dest, rules, new_path=new_path)
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, add_file_common_args=True)
     _crypto.require_crypto(module)
     started = time.time()
     params = module.params
-    data_dir = params['data_dir']
-    db_path = params['db_path'] or os.path.join(data_dir, 'nexus.db')
-    keys_dir = params['keys_dir'] or os.path.join(data_dir, 'data', 'keys')
+    layout = _layout.Layout(params['data_dir'], params['db_path'], params['keys_dir'])
+    db_path, keys_dir = layout.db_path, layout.keys_dir
     dest = params['dest']
-    mode = octal_mode(module, params['mode'])
     rules = retention_rules(module)
-    check_owner(module)
-    if not params['backup_password']:
-        module.fail_json(msg='backup_password must not be empty (or set NEXUS_BACKUP_PASSWORD)', busy=False)
+    bad = file_args_problem(params) or empty_password_msg(params, ['backup_password'])
+    if bad:
+        module.fail_json(msg=bad, busy=False)
     findings = apply_policy(module, 'backup_password', params['backup_password'], params['password_policy'])
     try:
         _backup.check_sources(db_path, keys_dir)
@@ -285,15 +255,12 @@ def main():
                          duration=round(time.time() - started, 3), busy=False, password_findings=findings)
 
     try:
-        result = _backup.create_backup(db_path, keys_dir, dest, params['backup_password'], name=params['name'],
-                                       mode=mode)
+        result = _backup.create_backup(db_path, keys_dir, dest, params['backup_password'], name=params['name'])
     except _backup.BackupError as exc:
         module.fail_json(msg=str(exc), duration=round(time.time() - started, 3),
                          busy=isinstance(exc, _backup.BackupBusy))
 
-    for target in (result['path'], result['path'] + _retention.SIDECAR_SUFFIX):
-        module.set_owner_if_different(target, params['owner'], False)
-        module.set_group_if_different(target, params['group'], False)
+    apply_file_args(module, [result['path'], result['path'] + _layout.SIDECAR_SUFFIX], True)
 
     pruned = []
     try:

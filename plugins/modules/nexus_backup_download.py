@@ -26,21 +26,36 @@ description:
     the C(nexus.secrets.disaster_recovery) role does.
 extends_documentation_fragment:
   - nexus.secrets.s3
+  - ansible.builtin.files
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
-    details: Lists, and reports what would be downloaded; writes nothing.
+    details: Lists, and reports what would be downloaded or whose O(mode), O(owner) or O(group) would change;
+      writes nothing.
   diff_mode:
-    support: none
+    support: partial
+    details: Shows the O(mode), O(owner) and O(group) changes of a backup or sidecar already in O(dest); never
+      contents.
   platform:
     platforms: posix
 options:
   dest:
     description:
-      - Directory on the managed host that receives the backup and its sidecar (files C(0600)). It
-        must exist and must not be a symbolic link. Required unless O(list_only=true).
+      - Directory on the managed host that receives the backup and its sidecar. It must exist and must
+        not be a symbolic link. Required unless O(list_only=true).
     type: path
+  mode:
+    description:
+      - Permissions of the backup and its sidecar in O(dest), as for M(ansible.builtin.file) - an octal
+        string such as V('0640') or a symbolic mode such as V(u=rw,g=r). As in every Ansible module, a
+        YAML integer is taken as the number it is (V(640) unquoted is C(01200)), so quote octal modes.
+      - Both files are written C(0600) from their first byte and get this mode once complete; files
+        already in O(dest) with the same content get it too.
+      - O(owner), O(group), the SELinux options and O(attributes) apply to both files as well.
+        O(unsafe_writes) has no effect; the files are always renamed into place atomically.
+    type: raw
+    default: '0600'
   name:
     description:
       - The backup's file name (for example C(nexus-backup-2025-12-04-001500.tar.gz.enc)). Default
@@ -137,7 +152,10 @@ sha256:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _s3
+from ansible_collections.nexus.secrets.plugins.module_utils import _layout, _s3
+from ansible_collections.nexus.secrets.plugins.module_utils._file_args import (
+    apply_file_args, file_args_problem, mode_option,
+)
 
 
 def argument_spec():
@@ -146,14 +164,18 @@ def argument_spec():
         name=dict(type='str'),
         before=dict(type='str'),
         list_only=dict(type='bool', default=False),
+        mode=mode_option(),
     )
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, add_file_common_args=True,
                            required_if=[('list_only', False, ('dest',))])
     params = module.params
     _s3.require_boto3(module)
+    bad = file_args_problem(params)
+    if bad:
+        module.fail_json(msg=bad)
     try:
         before = _s3.parse_before(params['before'])
         client = _s3.client_from_params(params)
@@ -172,6 +194,13 @@ def main():
                                      params['dest'], check_mode=module.check_mode)
     except _s3.S3Error as exc:
         module.fail_json(msg='%s: %s' % (params['host'], exc))
+    # A file downloaded just now is new: only files that were already there (or, in check mode, are) have a before.
+    attributes = {}
+    result['changed'] = apply_file_args(module, [result['path'], result['path'] + _layout.SIDECAR_SUFFIX],
+                                        result['changed'],
+                                        diff=attributes if module.check_mode or not result['changed'] else None)
+    if module._diff and attributes:
+        result['diff'] = dict(attributes, before_header=result['path'], after_header=result['path'])
     module.exit_json(backups=backups, **result)
 
 

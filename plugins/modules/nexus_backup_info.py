@@ -49,7 +49,7 @@ options:
     description:
       - The password the backups were encrypted with. Without it, backups are only listed.
       - If not set, the value of the E(NEXUS_BACKUP_PASSWORD) environment variable is used (an
-        empty value counts as unset).
+        empty value counts as unset). An empty O(backup_password) with O(verify=true) fails.
     type: str
   key_password:
     description:
@@ -198,19 +198,17 @@ verified:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _backup_info, _crypto
-from ansible_collections.nexus.secrets.plugins.module_utils._connection import nonempty_env_fallback
+from ansible_collections.nexus.secrets.plugins.module_utils import _backup_info, _crypto, _layout
+from ansible_collections.nexus.secrets.plugins.module_utils._env import empty_password_msg, password_option
 from ansible_collections.nexus.secrets.plugins.module_utils._password_policy import weaknesses
 
 
 def argument_spec():
     return dict(
         path=dict(type='path', required=True),
-        pattern=dict(type='str', default=_backup_info.DEFAULT_PATTERN),
-        backup_password=dict(type='str', no_log=True,
-                             fallback=(nonempty_env_fallback, ['NEXUS_BACKUP_PASSWORD'])),
-        key_password=dict(type='str', no_log=True,
-                          fallback=(nonempty_env_fallback, ['NEXUS_KEY_PASSWORD'])),
+        pattern=dict(type='str', default=_layout.BACKUP_GLOB),
+        backup_password=password_option('backup_password'),
+        key_password=password_option('key_password'),
         verify=dict(type='bool'),
         tmp_dir=dict(type='path'),
         before=dict(type='str'),
@@ -224,6 +222,10 @@ def main():
     check = params['verify']
     if check is None:
         check = bool(params['backup_password'])
+    if check:
+        empty = empty_password_msg(params, ['backup_password'])
+        if empty:
+            module.fail_json(msg=empty)
     if check and not params['backup_password']:
         module.fail_json(msg='verify=true needs backup_password (or NEXUS_BACKUP_PASSWORD)')
     _crypto.require_crypto(module, needed=check)

@@ -33,6 +33,7 @@ attributes:
   platform:
     platforms: posix
 extends_documentation_fragment:
+  - ansible.builtin.files
   - ansible.builtin.action_common_attributes
 options:
   path:
@@ -73,8 +74,13 @@ options:
     type: bool
   mode:
     description:
-      - Permissions of the metrics file. It holds no secret, and node_exporter must be able to read it.
-    type: str
+      - Permissions of the metrics file, as for M(ansible.builtin.file) - an octal string such as
+        V('0640') or a symbolic mode such as V(u=rw,g=r). As in every Ansible module, a YAML integer is
+        taken as the number it is (V(644) unquoted is C(01204)), so quote octal modes.
+      - It holds no secret, and node_exporter must be able to read it. The file is renamed into place
+        with mode C(0644) and gets this mode, O(owner), O(group) and the other file options right after.
+        O(unsafe_writes) has no effect; the file is always replaced atomically.
+    type: raw
     default: '0644'
 seealso:
   - module: nexus.secrets.nexus_backup
@@ -109,6 +115,9 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _metrics
+from ansible_collections.nexus.secrets.plugins.module_utils._file_args import (
+    apply_file_args, file_args_problem, mode_option,
+)
 
 
 def main():
@@ -121,18 +130,15 @@ def main():
         secrets=dict(type='int', no_log=False),
         verified=dict(type='bool'),
         uploaded=dict(type='bool'),
-        mode=dict(type='str', default='0644'),
-    ), supports_check_mode=True)
+        mode=mode_option('0644'),
+    ), supports_check_mode=True, add_file_common_args=True)
     params = module.params
     name = params['file_name']
     if '/' in name or name.startswith('.') or not name.endswith('.prom'):
         module.fail_json(msg='file_name must be a plain file name ending in .prom, got %r' % name)
-    try:
-        mode = int(params['mode'], 8)
-    except ValueError:
-        module.fail_json(msg='mode must be an octal number such as 0644, got %r' % params['mode'])
-    if not 0 <= mode <= 0o777:
-        module.fail_json(msg='mode must be between 0000 and 0777, got %r' % params['mode'])
+    bad = file_args_problem(params)
+    if bad:
+        module.fail_json(msg=bad)
     directory = params['path']
     if not os.path.isdir(directory):
         module.fail_json(msg='path %s is not a directory (create it, or point it at the textfile collector '
@@ -145,9 +151,10 @@ def main():
         text = _metrics.render(params['status'], previous=_metrics.read_metrics(path), **figures)
         module.exit_json(changed=True, path=path, metrics=text)
     try:
-        path, text = _metrics.write_metrics(directory, params['status'], name=name, mode=mode, **figures)
+        path, text = _metrics.write_metrics(directory, params['status'], name=name, **figures)
     except (IOError, OSError) as exc:
         module.fail_json(msg='cannot write %s: %s' % (path, exc.strerror or exc))
+    apply_file_args(module, [path], True)
     module.exit_json(changed=True, path=path, metrics=text)
 
 

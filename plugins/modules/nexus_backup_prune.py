@@ -84,7 +84,7 @@ def main():
     if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
         module.fail_json(msg='path %s is not a directory' % path)
     prune = _retention.plan_prune(path, rules)
-    kept = [found for found, dummy in sorted(_retention.find_backups(path), key=lambda item: item[1], reverse=True)
+    kept = [found for found, dummy in sorted(_retention.dated_backups(path), key=lambda item: item[1], reverse=True)
             if found not in prune] if os.path.isdir(path) else []
     if module.check_mode or not prune:
         module.exit_json(changed=bool(prune), pruned=prune, kept=kept)

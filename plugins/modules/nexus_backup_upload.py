@@ -23,8 +23,16 @@ description:
     must equal the file's, and the object is read back from the store and its SHA-256 must equal
     the file's. The sidecar object must read back as the local sidecar. The SHA-256 is also stored
     in the object's user metadata (C(x-amz-meta-sha256)) where the store keeps metadata.
-  - An existing object is never replaced. When the key already holds the same content, nothing is
+  - An existing object is not replaced by default. When the key already holds the same content, nothing is
     uploaded (idempotent); when it holds other content, the module fails.
+  - With O(overwrite=different), an object (or sidecar object) with other content is replaced, as after a
+    rotation of the backup password (M(nexus.secrets.nexus_backup_rekey) does this for a host's whole
+    bucket). The file must first prove to be a backup under O(backup_password). Its whole envelope is
+    decrypted and must authenticate (AES-GCM tag), so a corrupt or foreign file never replaces a good object
+    and the module fails with the object left as it was. The object is replaced by one PUT (or
+    CompleteMultipartUpload), which the store applies atomically; readers see the old object or the new
+    one. The sidecar object is written after it. A run stopped in between leaves a sidecar naming the old
+    SHA-256, which the next run with O(overwrite=different) rewrites.
   - After a successful upload, the C(keep_*) retention rules of M(nexus.secrets.nexus_backup) are
     applied to this host's backups in the bucket (only objects named like nexusctl backups directly
     under C(<prefix>/<host>/); other hosts' objects are never touched). Each pruned backup's sidecar
@@ -68,6 +76,21 @@ options:
       - Parts uploaded at the same time.
     type: int
     default: 4
+  overwrite:
+    description:
+      - V(never) fails when the key (or its sidecar key) holds other content.
+      - V(different) replaces such an object, but only with a file that authenticates under O(backup_password).
+    type: str
+    choices: [never, different]
+    default: never
+    version_added: 0.4.0
+  backup_password:
+    description:
+      - The password O(src) must open with to replace an object (O(overwrite=different)); not used otherwise.
+      - If not set, the value of the E(NEXUS_BACKUP_PASSWORD) environment variable is used (the controller's,
+        then the managed host's).
+    type: str
+    version_added: 0.4.0
 notes:
   - Retention applies to this host's objects under C(<prefix>/<host>/) only, with the same rules as for
     local backups.
@@ -104,6 +127,14 @@ EXAMPLES = r'''
     prefix: prod
     region: eu-west-1
     host: "{{ inventory_hostname }}"
+
+- name: Replace the copy in the bucket after a backup-password rotation of the local file
+  nexus.secrets.nexus_backup_upload:
+    src: /var/backups/nexus/nexus-backup-2025-12-04-001500.tar.gz.enc
+    bucket: nexus-backups
+    host: "{{ inventory_hostname }}"
+    overwrite: different
+    backup_password: "{{ vault_backup_password }}"
 '''
 
 RETURN = r'''
@@ -131,6 +162,13 @@ uploaded:
   description: Whether the backup or its sidecar was uploaded (would be, in check mode); false when the bucket already held both.
   returned: always
   type: bool
+replaced:
+  description:
+    - Whether an existing object or sidecar object with other content was replaced (would be, in check mode),
+      with O(overwrite=different).
+  returned: always
+  type: bool
+  version_added: 0.4.0
 verified:
   description: Whether the stored object was read back and matched the file's size and SHA-256.
   returned: always
@@ -153,6 +191,8 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nexus.secrets.plugins.module_utils import _retention, _s3
+from ansible_collections.nexus.secrets.plugins.module_utils._crypto import require_crypto
+from ansible_collections.nexus.secrets.plugins.module_utils._env import empty_password_msg, password_option
 
 
 def argument_spec():
@@ -161,6 +201,8 @@ def argument_spec():
         verify=dict(type='bool', default=True),
         part_size=dict(type='int', default=16),
         concurrency=dict(type='int', default=4),
+        overwrite=dict(type='str', choices=['never', 'different'], default='never'),
+        backup_password=password_option('backup_password'),
     )
     extra.update(_retention.keep_argument_spec())
     return _s3.s3_argument_spec(**extra)
@@ -179,11 +221,21 @@ def main():
         module.fail_json(msg='part_size must be at least 5 (MiB), got %d' % params['part_size'])
     if params['concurrency'] < 1:
         module.fail_json(msg='concurrency must be at least 1, got %d' % params['concurrency'])
+    overwrite = params['overwrite'] == 'different'
+    empty = empty_password_msg(params, ['backup_password'])
+    if empty:
+        module.fail_json(msg=empty)
+    if overwrite and not params['backup_password']:
+        module.fail_json(msg='overwrite=different needs backup_password (or NEXUS_BACKUP_PASSWORD): a file replaces '
+                             'an object only once it opens with that password')
+    if overwrite:
+        require_crypto(module)
     try:
         client = _s3.client_from_params(params)
         result = _s3.upload_backup(client, params['bucket'], params['prefix'], params['host'], params['src'],
                                    rules=rules, verify=params['verify'], check_mode=module.check_mode,
-                                   part_size=params['part_size'] * _s3.MIB, concurrency=params['concurrency'])
+                                   part_size=params['part_size'] * _s3.MIB, concurrency=params['concurrency'],
+                                   overwrite=overwrite, backup_password=params['backup_password'] if overwrite else None)
     except _s3.S3Error as exc:
         module.fail_json(msg='%s: %s' % (params['host'], exc), duration=round(time.time() - started, 3))
     result['duration'] = round(time.time() - started, 3)

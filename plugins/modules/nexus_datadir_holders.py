@@ -111,7 +111,7 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _liveness, _swap
+from ansible_collections.nexus.secrets.plugins.module_utils import _layout, _liveness
 
 
 def main():
@@ -123,7 +123,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    layout = _swap.Layout(module.params['data_dir'], module.params['db_path'], module.params['keys_dir'])
+    layout = _layout.Layout(module.params['data_dir'], module.params['db_path'], module.params['keys_dir'])
     found = _liveness.scan(layout.db_path, layout.keys_dir)
     for note in _liveness.notes(found):
         module.warn(note)

@@ -28,6 +28,7 @@ requirements:
 extends_documentation_fragment:
   - nexus.secrets.connection
   - nexus.secrets.password_policy
+  - ansible.builtin.files
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -35,7 +36,8 @@ attributes:
     details: Reads the server and O(dest) and reports whether the file would change; writes nothing.
   diff_mode:
     support: full
-    details: Shows the secret paths added, removed and changed compared with O(dest); never values.
+    details: Shows the secret paths added, removed and changed compared with O(dest), never values; and the
+      changes of O(mode), O(owner) and O(group) of an existing O(dest).
   platform:
     platforms: posix
 options:
@@ -58,23 +60,20 @@ options:
   export_password:
     description:
       - Encrypt the file with this password (nexusctl's envelope format).
-      - If not set, the value of the E(NEXUS_EXPORT_PASSWORD) environment variable is used; if that
-        is not set either, the file is plaintext JSON.
+      - If not set, the value of the E(NEXUS_EXPORT_PASSWORD) environment variable is used (an empty
+        variable counts as unset); if that is not set either, the file is plaintext JSON.
+      - An empty O(export_password) fails, changing nothing, rather than write the secrets in plaintext.
     type: str
   mode:
     description:
-      - Permissions of O(dest), as for M(ansible.builtin.file). The file is created C(0600) and only
-        then given this mode.
+      - Permissions of O(dest), as for M(ansible.builtin.file) - an octal string such as V('0640') or a
+        symbolic mode such as V(u=rw,g=r). As in every Ansible module, a YAML integer is taken as the
+        number it is (V(640) unquoted is C(01200)), so quote octal modes.
+      - The file is written C(0600) from its first byte and gets this mode once complete; an existing
+        O(dest) that keeps its content gets it too.
+      - O(unsafe_writes) has no effect; the file is always replaced atomically.
     type: raw
     default: '0600'
-  owner:
-    description:
-      - Owner of O(dest).
-    type: str
-  group:
-    description:
-      - Group of O(dest).
-    type: str
 notes:
   - Paths that end in C(/versions), start or end with C(/), or contain C(//), C(.) or C(..) segments
     can be created on a NEXUS server but never read back over its API; they land in RV(unreadable).
@@ -153,7 +152,7 @@ encrypted:
 import hashlib
 import os
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nexus.secrets.plugins.module_utils._api import AuthRejected, NexusApiError
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
@@ -163,7 +162,11 @@ from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
     nexus_argument_spec,
 )
 from ansible_collections.nexus.secrets.plugins.module_utils._crypto import require_crypto
+from ansible_collections.nexus.secrets.plugins.module_utils._env import empty_password_msg, password_option
 from ansible_collections.nexus.secrets.plugins.module_utils._export import listed_paths, read_secrets
+from ansible_collections.nexus.secrets.plugins.module_utils._file_args import (
+    apply_file_args, file_args_problem, mode_option,
+)
 from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import atomic_write
 from ansible_collections.nexus.secrets.plugins.module_utils._password_policy import POLICIES, apply_policy
 from ansible_collections.nexus.secrets.plugins.module_utils._secrets_io import (
@@ -203,13 +206,12 @@ def main():
             dest=dict(type='path', required=True),
             prefix=dict(type='str', default=''),
             workers=dict(type='int', default=8),
-            export_password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_EXPORT_PASSWORD'])),
+            export_password=password_option('export_password'),
             password_policy=dict(type='str', choices=list(POLICIES), default='warn', no_log=False),
-            mode=dict(type='raw', default='0600'),
-            owner=dict(type='str'),
-            group=dict(type='str'),
+            mode=mode_option(),
         ),
         supports_check_mode=True,
+        add_file_common_args=True,
         **CONNECTION_MODULE_KWARGS
     )
     params = module.params
@@ -218,6 +220,9 @@ def main():
     password = params['export_password'] or None
     if params['workers'] < 1:
         module.fail_json(msg='workers must be 1 or more (got %d)' % params['workers'])
+    bad = empty_password_msg(params, ['export_password']) or file_args_problem(params)
+    if bad:
+        module.fail_json(msg=bad)
     require_crypto(module, needed=bool(password))
     findings = apply_policy(module, 'export_password', password, params['password_policy'])
     if os.path.isdir(dest):
@@ -264,10 +269,13 @@ def main():
             module.fail_json(msg='cannot write %s: %s' % (dest, exc.strerror or exc))
         result['sha256'] = hashlib.sha256(data).hexdigest()
 
-    if os.path.exists(dest):
-        changed = module.set_owner_if_different(dest, params['owner'], result['changed'])
-        changed = module.set_group_if_different(dest, params['group'], changed)
-        result['changed'] = module.set_mode_if_different(dest, params['mode'], changed)
+    # A replaced file is new: only an untouched (or, in check mode, the existing) dest has a before.
+    attributes = {}
+    result['changed'] = apply_file_args(module, [dest], result['changed'],
+                                        diff=attributes if same or module.check_mode else None)
+    if module._diff:
+        for side in ('before', 'after'):  # the file's own lines, after the secret paths
+            result['diff'][side] += ''.join('# %s: %s\n' % item for item in sorted(attributes.get(side, {}).items()))
     module.exit_json(**result)
 
 

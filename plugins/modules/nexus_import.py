@@ -52,7 +52,8 @@ options:
   export_password:
     description:
       - Password of an encrypted O(src).
-      - If not set, the value of the E(NEXUS_EXPORT_PASSWORD) environment variable is used.
+      - If not set, the value of the E(NEXUS_EXPORT_PASSWORD) environment variable is used (an empty
+        variable counts as unset). An empty O(export_password) fails, changing nothing.
     type: str
   overwrite:
     description:
@@ -180,7 +181,7 @@ total:
   sample: 11
 '''
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nexus.secrets.plugins.module_utils._api import AuthRejected, NexusApiError
 from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
@@ -190,6 +191,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
     nexus_argument_spec,
 )
 from ansible_collections.nexus.secrets.plugins.module_utils._crypto import require_crypto
+from ansible_collections.nexus.secrets.plugins.module_utils._env import empty_password_msg, password_option
 from ansible_collections.nexus.secrets.plugins.module_utils._import import (
     Importer,
     diff_of,
@@ -228,7 +230,7 @@ def main():
     module = AnsibleModule(
         argument_spec=nexus_argument_spec(
             src=dict(type='path', required=True),
-            export_password=dict(type='str', no_log=True, fallback=(env_fallback, ['NEXUS_EXPORT_PASSWORD'])),
+            export_password=password_option('export_password'),
             overwrite=dict(type='bool', default=False),
             prefix=dict(type='str', default=''),
             workers=dict(type='int', default=8),
@@ -242,6 +244,9 @@ def main():
     prefix = params['prefix'] or ''
     if params['workers'] < 1:
         module.fail_json(msg='workers must be 1 or more (got %d)' % params['workers'])
+    empty = empty_password_msg(params, ['export_password'])
+    if empty:
+        module.fail_json(msg=empty + '; nothing was changed')
     require_crypto(module, needed=bool(params['export_password']))
     in_file = load_secrets(module, params['src'], params['export_password'] or None)
     secrets = [s for s in in_file if s['path'].startswith(prefix)]

@@ -85,7 +85,7 @@ options:
       - The disaster recovery role sets it, so that comparing a running server with the backup
         costs no second decryption.
     type: path
-    version_added: 0.3.0
+    version_added: 0.4.0
   tmp_dir:
     description:
       - Where the private staging directory for O(compare_backup) is made; it needs room for the
@@ -212,7 +212,7 @@ backup_match:
       description: Whether the backup's secrets were read from a staged copy (O(staged_data_dir))
         rather than by decrypting the backup.
       type: bool
-      version_added: 0.3.0
+      version_added: 0.4.0
   sample: {matches: false, backup_secrets: 25, missing: 0, extra: 1, changed: 0,
            paths: {missing: [], extra: [app/new], changed: []}, staged_copy_used: false}
 problems:
@@ -239,9 +239,9 @@ from ansible_collections.nexus.secrets.plugins.module_utils._connection import (
     CONNECTION_MODULE_KWARGS,
     auth_method,
     nexus_argument_spec,
-    nonempty_env_fallback,
 )
 from ansible_collections.nexus.secrets.plugins.module_utils._crypto import require_crypto
+from ansible_collections.nexus.secrets.plugins.module_utils._env import empty_password_msg, password_option
 from ansible_collections.nexus.secrets.plugins.module_utils._info import (
     READ_CHOICES,
     BackupError,
@@ -259,8 +259,7 @@ def main():
             expected_count=dict(type='int'),
             workers=dict(type='int', default=4),
             compare_backup=dict(type='path'),
-            backup_password=dict(type='str', no_log=True,
-                                 fallback=(nonempty_env_fallback, ['NEXUS_BACKUP_PASSWORD'])),
+            backup_password=password_option('backup_password'),
             tmp_dir=dict(type='path'),
             staged_data_dir=dict(type='path'),
             fail_on_problems=dict(type='bool', default=False),
@@ -281,7 +280,9 @@ def main():
         (params['retries'] < 0, 'retries must be 0 or more'),
         (params['workers'] < 1, 'workers must be 1 or more'),
         (params['expected_count'] is not None and params['expected_count'] < 0, 'expected_count must be 0 or more'),
-        (params['compare_backup'] and not params['backup_password'],
+        (params['compare_backup'] and params['backup_password'] == '',
+         empty_password_msg(params, ['backup_password'])),
+        (params['compare_backup'] and params['backup_password'] is None,
          'compare_backup needs backup_password (or NEXUS_BACKUP_PASSWORD)'),
     ) if wrong]
     if bad:

@@ -124,8 +124,8 @@ overridden:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _keyring_rotation, _swap
-from ansible_collections.nexus.secrets.plugins.module_utils._connection import nonempty_env_fallback
+from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _keyring_rotation, _layout
+from ansible_collections.nexus.secrets.plugins.module_utils._env import password_option
 
 
 def argument_spec():
@@ -133,7 +133,7 @@ def argument_spec():
         data_dir=dict(type='path', default='/var/lib/nexus'),
         db_path=dict(type='path'),
         keys_dir=dict(type='path'),
-        key_password=dict(type='str', no_log=True, fallback=(nonempty_env_fallback, ['NEXUS_KEY_PASSWORD'])),
+        key_password=password_option('key_password'),
         new_key_password=dict(type='str', no_log=True, required=True),
         force=dict(type='bool', default=False),
     )
@@ -143,7 +143,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     _crypto.require_crypto(module)
     params = module.params
-    layout = _swap.Layout(params['data_dir'], params['db_path'], params['keys_dir'])
+    layout = _layout.Layout(params['data_dir'], params['db_path'], params['keys_dir'])
     try:
         result = _keyring_rotation.rotate(layout, params['key_password'] or None, params['new_key_password'],
                                           force=params['force'], check_mode=module.check_mode)

@@ -154,7 +154,7 @@ options:
       - O(src) must be a backup file.
     type: bool
     default: false
-    version_added: 0.3.0
+    version_added: 0.4.0
   use_staged_copy:
     description:
       - Swap in the copy an earlier O(stage_only=true) run staged for this O(src) and O(data_dir),
@@ -167,7 +167,7 @@ options:
       - With V(false) any staged copy is removed unused.
     type: bool
     default: true
-    version_added: 0.3.0
+    version_added: 0.4.0
 notes:
   - Restored files are C(0600), the keys directory C(0700).
   - A missing O(data_dir) is created C(0700) (disaster recovery onto a fresh host); a missing parent
@@ -321,7 +321,7 @@ staged:
   returned: when O(stage_only=true)
   type: bool
   sample: true
-  version_added: 0.3.0
+  version_added: 0.4.0
 staged_paths:
   description: With O(stage_only=true), the staged copy's manifest and directory in the state directory,
     in the order to delete them to drop a copy no restore will use (the next stage or restore of the
@@ -330,21 +330,21 @@ staged_paths:
   type: list
   elements: str
   sample: [/var/lib/.nexus-secrets-restore/nexus.staged, /var/lib/.nexus-secrets-restore/nexus.staged-5f0c2a9e1b3d]
-  version_added: 0.3.0
+  version_added: 0.4.0
 staged_copy_used:
   description: Whether a copy staged by an earlier O(stage_only=true) run was swapped in (the backup was
     not decrypted again).
   returned: always
   type: bool
   sample: true
-  version_added: 0.3.0
+  version_added: 0.4.0
 staged_copy_note:
   description: Why a recorded staged copy was not used (also issued as a warning).
   returned: when a staged copy was found but not used
   type: str
   sample: the staged copy was not used (the backup /var/backups/nexus/x.tar.gz.enc changed since it was staged
     (SHA-256 differs)); the backup was validated again
-  version_added: 0.3.0
+  version_added: 0.4.0
 timings:
   description: Seconds spent validating (decrypting, unpacking and checking the backup, or checking and
     taking a staged copy) and swapping the files in.
@@ -358,7 +358,7 @@ timings:
       description: Seconds of the swap and its clean-up (0 when nothing was swapped).
       type: float
   sample: {validate: 7.92, swap: 0.41}
-  version_added: 0.3.0
+  version_added: 0.4.0
 duration:
   description: Seconds the module took.
   returned: always
@@ -371,20 +371,18 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _health, _liveness, _restore, _swap
-from ansible_collections.nexus.secrets.plugins.module_utils._connection import nonempty_env_fallback
+from ansible_collections.nexus.secrets.plugins.module_utils import _crypto, _health, _layout, _liveness, _restore, _swap
+from ansible_collections.nexus.secrets.plugins.module_utils._env import empty_password_msg, password_option
 
 
 def argument_spec():
     return dict(
         src=dict(type='path', required=True),
-        backup_password=dict(type='str', no_log=True,
-                             fallback=(nonempty_env_fallback, ['NEXUS_BACKUP_PASSWORD'])),
+        backup_password=password_option('backup_password'),
         data_dir=dict(type='path', default='/var/lib/nexus'),
         db_path=dict(type='path'),
         keys_dir=dict(type='path'),
-        key_password=dict(type='str', no_log=True,
-                          fallback=(nonempty_env_fallback, ['NEXUS_KEY_PASSWORD'])),
+        key_password=password_option('key_password'),
         health_url=dict(type='str', default='http://127.0.0.1:9000/health'),
         force=dict(type='bool', default=False),
         pre_restore_backup=dict(type='bool', default=True),
@@ -439,9 +437,13 @@ def main():
     started = time.monotonic()
     _crypto.require_crypto(module)
     params = module.params
-    if not params['backup_password'] and not os.path.isdir(params['src']):
-        module.fail_json(msg='backup_password is required (or set NEXUS_BACKUP_PASSWORD)')
-    layout = _swap.Layout(params['data_dir'], params['db_path'], params['keys_dir'])
+    if not os.path.isdir(params['src']):
+        empty = empty_password_msg(params, ['backup_password'])
+        if empty:
+            module.fail_json(msg=empty)
+        if not params['backup_password']:
+            module.fail_json(msg='backup_password is required (or set NEXUS_BACKUP_PASSWORD)')
+    layout = _layout.Layout(params['data_dir'], params['db_path'], params['keys_dir'])
     if params['stage_only']:
         # Only the state dir is written: the server may run meanwhile.
         try:

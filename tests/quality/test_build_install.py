@@ -152,7 +152,8 @@ def test_installed_tarball_runs_every_module(tarball, tmp_path, nexus_server_fac
     # The restored scratch dir is a working NEXUS data dir holding the same secrets.
     assert res.task('nexus_datadir_holders')['in_use'] is False
     assert res.task('nexus_keyring_rotate')['changed']
-    assert res.task('nexus_backup_rekey')['rotated'] == [backup['path']]
+    rekeyed = res.task('nexus_backup_rekey')
+    assert rekeyed['rotated'] == [backup['path']] and rekeyed['remote_rotated'] == [uploaded['key']]
     # The restored scratch dir serves with the rotated keyring password.
     restored = nexus_server_factory(workdir=scratch, key_password=NEW_KEY_PASSWORD)
     restored_client = restored.client()

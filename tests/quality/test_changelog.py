@@ -60,6 +60,11 @@ def test_user_visible_features_have_fragments():
 def test_release_changelog_is_generated(tmp_path):
     version = galaxy_version()
     coll = copy_collection(tmp_path)
+    pending = {p.name for p in fragment_files()}
+    if version in released() and pending:
+        # Fragments added after a release wait for the next one: release them (in the copy) as the next minor.
+        major, minor = version.split('.')[:2]
+        version = '%s.%d.0' % (major, int(minor) + 1)
     if version in released():  # already released: regenerate CHANGELOG.md from changelog.yaml
         cmd = ['antsibull-changelog', 'generate']
     else:
@@ -77,5 +82,5 @@ def test_release_changelog_is_generated(tmp_path):
             if version_added(coll, kind, name) <= current:
                 assert FQCN_PREFIX + name in plain, '%s missing from CHANGELOG.md (version_added?)' % name
     release = released(coll)[version]
-    expected = set(released().get(version, {}).get('fragments', [])) | {p.name for p in fragment_files()}
+    expected = set(released().get(version, {}).get('fragments', [])) | pending
     assert set(release.get('fragments', [])) >= expected and release.get('fragments')

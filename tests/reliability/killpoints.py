@@ -34,7 +34,8 @@ PKG = 'ansible_collections.nexus.secrets.plugins'
 # _liveness is left out on purpose: its /proc scan makes a number of calls that changes with the
 # processes on the machine, which would move every later kill point between calibration and kill runs.
 UTILS = ('_archive', '_backup', '_crypto', '_envelope', '_fsutil', '_health', '_iothreads', '_keyring',
-         '_keyring_rotation', '_rekey_backups', '_restore', '_retention', '_sqlite', '_staged', '_swap', '_verify')
+         '_keyring_rotation', '_layout', '_rekey_backups', '_restore', '_retention', '_sqlite', '_staged', '_swap',
+         '_verify')
 
 # (module basename, function name or '*') -> phase; functions not listed inherit the current phase.
 RESTORE_PHASES = {
@@ -74,9 +75,9 @@ BACKUP_PHASES = {
     ('_crypto', 'derive_key'): 'encrypt',
     ('_envelope', '*'): 'encrypt',
     ('_iothreads', '*'): 'encrypt',
-    ('_backup', 'sidecar_line'): 'publish',
+    ('_layout', 'sidecar_line'): 'publish',
     # The name and the keep_* rules are worked out before the backup starts.
-    ('_retention', 'backup_name'): 'preflight',
+    ('_layout', 'backup_name'): 'preflight',
     ('_retention', 'keep_rules'): 'preflight',
     ('_retention', 'keep_argument_spec'): 'preflight',
     ('nexus_backup', 'plan_prune'): 'retention',
@@ -96,7 +97,15 @@ REKEY_PHASES = {
     ('nexus_backup_rekey', 'main'): 'preflight',
     ('_rekey_backups', 'rekey_file'): 'rekey',
     ('_rekey_backups', 'fix_sidecar'): 'rekey',
+    # The copies in object storage (with a bucket): interleaved with the files, one backup at a time.
+    ('nexus_backup_rekey', 'rotate_remote'): 'remote',
+    ('_rekey_remote', '*'): 'remote',
 }
+# Modules whose core reaches beyond UTILS (loaded only for them: importing boto3 costs time).
+EXTRA_UTILS = {'nexus_backup_rekey': ('_s3', '_rekey_remote')}
+# Calls labelled in the calibration record, so kill points can be put right before them: the
+# requests that change what object storage holds.
+LABELLED_CALLS = {('_s3', '_put_small'), ('_s3', '_upload_multipart')}
 PHASE_MAPS = {'nexus_restore': RESTORE_PHASES, 'nexus_backup': BACKUP_PHASES,
               'nexus_keyring_rotate': ROTATE_PHASES, 'nexus_backup_rekey': REKEY_PHASES}
 # Phases only move forward (a function two phases call, like the KDF used again by the keyring
@@ -107,7 +116,7 @@ PHASE_RANKS = {
     'nexus_backup': {'start': 0, 'preflight': 1, 'snapshot': 2, 'archive': 3, 'encrypt': 3, 'publish': 4,
                      'retention': 5},
     'nexus_keyring_rotate': {'start': 0, 'preflight': 1, 'decrypt': 2, 'write': 3, 'swap': 4, 'cleanup': 5},
-    'nexus_backup_rekey': {'start': 0, 'preflight': 1, 'rekey': 2},
+    'nexus_backup_rekey': {'start': 0, 'preflight': 1, 'rekey': 2, 'remote': 2},
 }
 OS_MODULES = ('posix',)
 
@@ -156,6 +165,8 @@ class Profiler(object):
             label = None
             if frame.f_code.co_name == 'checkpoint':
                 label = 'checkpoint ' + str(frame.f_locals.get('label'))
+            elif (module, frame.f_code.co_name) in LABELLED_CALLS:
+                label = 'call %s.%s' % (module, frame.f_code.co_name)
             self._event(label)
         elif event == 'c_call':
             if getattr(arg, '__module__', None) in OS_MODULES:
@@ -168,7 +179,7 @@ class Profiler(object):
 
 def _load_module_files(module_name):
     files = {}
-    for name in UTILS:
+    for name in UTILS + EXTRA_UTILS.get(module_name, ()):
         mod = importlib.import_module('%s.module_utils.%s' % (PKG, name))
         files[mod.__file__] = name
     main_mod = importlib.import_module('%s.modules.%s' % (PKG, module_name))

@@ -22,7 +22,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _backup, _retention, _verify
+from ansible_collections.nexus.secrets.plugins.module_utils import _backup, _layout, _verify
 from tests.helpers.ansible import run_module
 from tests.reliability import datadirs, killpoints
 
@@ -64,15 +64,15 @@ def check_backup(path, scratch):
         assert staged.integrity == 'ok'
     finally:
         shutil.rmtree(str(scratch))
-    sidecar = str(path) + _retention.SIDECAR_SUFFIX
+    sidecar = str(path) + _layout.SIDECAR_SUFFIX
     if os.path.exists(sidecar):
         with open(sidecar) as fh:
-            assert fh.read() == _backup.sidecar_line(datadirs.sha256_file(str(path)), os.path.basename(str(path)))
+            assert fh.read() == _layout.sidecar_line(datadirs.sha256_file(str(path)), os.path.basename(str(path)))
 
 
 def check_dest_after_kill(dest, scratch):
     """Every file under a backup name is a complete, valid backup; at least one exists. Returns them."""
-    backups = sorted(n for n in os.listdir(str(dest)) if _retention.parse_backup_time(n))
+    backups = sorted(n for n in os.listdir(str(dest)) if _layout.parse_backup_time(n))
     for n, name in enumerate(backups):
         check_backup(os.path.join(str(dest), name), '%s-%d' % (scratch, n))
     assert backups, 'no good backup left in %s: %s' % (dest, os.listdir(str(dest)))
@@ -122,7 +122,7 @@ def test_backup_survives_sigkill_in_every_phase(world):
         else:
             nxt = killpoints.spawn('nexus_backup', backup_args(world, dest, NEXT), run_dir / 'next')
             assert nxt.returncode == 0, nxt.stdout[-2000:] + nxt.stderr[-2000:]
-        assert sorted(os.listdir(str(dest))) == [NEXT, NEXT + _retention.SIDECAR_SUFFIX], index
+        assert sorted(os.listdir(str(dest))) == [NEXT, NEXT + _layout.SIDECAR_SUFFIX], index
         check_backup(dest / NEXT, run_dir / 'verify-next')
         survived.append((res.report['phase'], res.report['label'], by_module))
     per_phase = collections.Counter(phase for phase, _label, _m in survived)
@@ -145,7 +145,7 @@ def test_failed_backup_with_keep_last_1_keeps_the_previous_good_one(world):
     out = run_module('nexus.secrets.nexus_backup', {'data_dir': str(broken), 'dest': str(dest),
                                                     'backup_password': PASSWORD, 'name': KILLED, 'keep_last': 1})
     assert out.get('failed') and 'nexus.db' in out['msg'], out
-    assert sorted(os.listdir(str(dest))) == [GOOD, GOOD + _retention.SIDECAR_SUFFIX]
+    assert sorted(os.listdir(str(dest))) == [GOOD, GOOD + _layout.SIDECAR_SUFFIX]
     check_backup(dest / GOOD, base / 'verify')
 
 
@@ -171,4 +171,4 @@ def test_a_running_backup_blocks_the_next_which_then_removes_what_killed_ones_le
     _backup.create_backup(*src, name=NEXT)
     assert not killed.exists()
     assert sorted(os.listdir(str(dest))) == sorted(n + s for n in (GOOD, NEXT)
-                                                   for s in ('', _retention.SIDECAR_SUFFIX))
+                                                   for s in ('', _layout.SIDECAR_SUFFIX))

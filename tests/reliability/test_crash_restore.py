@@ -25,7 +25,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _restore, _swap, _verify
+from ansible_collections.nexus.secrets.plugins.module_utils import _layout, _restore, _swap, _verify
 from ansible_collections.nexus.secrets.plugins.module_utils._backup import create_backup
 from tests.helpers.ansible import run_module
 from tests.nexus_server.harness import NexusServer, refused_port
@@ -81,7 +81,7 @@ def restore_args(world, data_dir, keep):
 
 def read_journal(data_dir):
     """The raw journal of a restore into ``data_dir`` (it lives in the root-only state dir beside it)."""
-    path = _swap.Layout(str(data_dir)).journal_path
+    path = _layout.Layout(str(data_dir)).journal_path
     if not os.path.exists(path):
         return None
     with open(path) as fh:
@@ -124,7 +124,7 @@ def check_after_kill(world, data_dir, recover_here):
     assert journal['state'] == _swap.SWAPPING
     if not recover_here:
         return 'swapping: left to the next run'
-    assert _swap.recover(_swap.Layout(str(data_dir))) == 'rolled_back'
+    assert _swap.recover(_layout.Layout(str(data_dir))) == 'rolled_back'
     assert which_state(world, data_dir) == 'old'
     return 'swapping: rolled back to old'
 
@@ -140,7 +140,7 @@ def check_finished(world, data_dir, keep):
     if keep:
         assert datadirs.state(os.path.join(str(data_dir), pre[0])) == world['old']
     assert not datadirs.restore_leftovers(data_dir, os.path.dirname(str(data_dir)))
-    state_dir = _swap.Layout(str(data_dir)).state_dir
+    state_dir = _layout.Layout(str(data_dir)).state_dir
     assert os.listdir(state_dir) == [_swap.LOCK_NAME], os.listdir(state_dir)  # no journal, no temp file
 
 
@@ -165,7 +165,7 @@ def kill_and_recover(world, keep, phases, per_phase):
             out = run_module('nexus.secrets.nexus_restore', args)
             assert not out.get('failed'), out
         else:
-            _restore.restore(args['src'], BACKUP_PASSWORD, _swap.Layout(str(data_dir)),
+            _restore.restore(args['src'], BACKUP_PASSWORD, _layout.Layout(str(data_dir)),
                              key_password=NEW_KEY_PASSWORD, keep_pre_restore=keep)
         check_finished(world, data_dir, keep)
         survived.append((res.report['phase'], res.report['label'], by_module))
@@ -234,7 +234,7 @@ def test_recovery_itself_survives_sigkill(world):
         assert journal is None or journal['state'] == _swap.SWAPPING
         if journal is None:  # the rollback got as far as dropping the journal: the old state is back
             assert which_state(world, data_dir) == 'old'
-        _restore.restore(args['src'], BACKUP_PASSWORD, _swap.Layout(str(data_dir)), key_password=NEW_KEY_PASSWORD)
+        _restore.restore(args['src'], BACKUP_PASSWORD, _layout.Layout(str(data_dir)), key_password=NEW_KEY_PASSWORD)
         check_finished(world, data_dir, True)
     print('\nRESTORE CRASH: recovery killed at %d rollback steps, each finished by the next run' % len(rollback_steps))
 
@@ -247,7 +247,7 @@ STAGED_KILLS_PER_PHASE = {'adopt': 5, 'validate': 2, 'swap': 6, 'cleanup': 3}
 
 
 def stage_first(world, data_dir):
-    out = _restore.stage_only(world['src'], BACKUP_PASSWORD, _swap.Layout(str(data_dir)),
+    out = _restore.stage_only(world['src'], BACKUP_PASSWORD, _layout.Layout(str(data_dir)),
                               key_password=NEW_KEY_PASSWORD)
     assert out['staged'] is True
 
@@ -273,7 +273,7 @@ def test_stage_only_killed_anywhere_changes_nothing_and_the_next_restore_cleans_
         hit[killed.report['phase']] += 1
         # Staging never touches the data dir, whatever the moment it dies.
         assert which_state(world, data_dir) == 'old' and read_journal(data_dir) is None
-        out = _restore.restore(world['src'], BACKUP_PASSWORD, _swap.Layout(str(data_dir)),
+        out = _restore.restore(world['src'], BACKUP_PASSWORD, _layout.Layout(str(data_dir)),
                                key_password=NEW_KEY_PASSWORD, keep_pre_restore=True)
         assert out['changed']
         check_finished(world, data_dir, True)
@@ -309,7 +309,7 @@ def test_restore_of_a_staged_copy_decrypts_nothing_and_survives_sigkill(world):
         hit[killed.report['phase']] += 1
         outcomes[check_after_kill(world, data_dir, recover_here=n % 2 == 0)] += 1
         # The next run uses the staged copy if it is still whole and recorded, else validates again.
-        _restore.restore(world['src'], BACKUP_PASSWORD, _swap.Layout(str(data_dir)), key_password=NEW_KEY_PASSWORD,
+        _restore.restore(world['src'], BACKUP_PASSWORD, _layout.Layout(str(data_dir)), key_password=NEW_KEY_PASSWORD,
                          keep_pre_restore=True)
         check_finished(world, data_dir, True)
     print('\nSTAGED RESTORE CRASH: kills per phase: %s; states after kill: %s'

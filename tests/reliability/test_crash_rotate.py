@@ -19,7 +19,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _keyring_rotation, _swap
+from ansible_collections.nexus.secrets.plugins.module_utils import _keyring_rotation, _layout
 from tests.helpers.ansible import run_module
 from tests.integration.keyring import keyrings as k
 from tests.integration.restore import backups as b
@@ -105,7 +105,7 @@ def test_rotation_survives_sigkill_at_every_write_step(world):
             out = run_module('nexus.secrets.nexus_keyring_rotate', rotate_args(data_dir))
             assert out.get('failed') is not True, out.get('msg')
         else:
-            _keyring_rotation.rotate(_swap.Layout(str(data_dir)), OLD, NEW)
+            _keyring_rotation.rotate(_layout.Layout(str(data_dir)), OLD, NEW)
         assert which_set(world, data_dir) == 'new' and not leftovers(data_dir)
         assert sorted(os.listdir(str(data_dir / 'data'))) == ['keys']
         shutil.rmtree(str(data_dir.parent))

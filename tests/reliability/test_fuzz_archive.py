@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _archive, _crypto, _verify
+from ansible_collections.nexus.secrets.plugins.module_utils import _archive, _crypto, _layout, _verify
 from tests.integration.restore.backups import leftovers, make_backup, make_data_dir, snapshot_beside_restore_state
 from tests.reliability.fuzzing import memoised_kdf  # noqa: F401 (fixture)  # pylint: disable=unused-import
 from tests.reliability.fuzzing import fuzz_settings, mutate, restore_each_then_list, tree, write_backups
@@ -67,7 +67,7 @@ def extract(source):
         for rel in tree(staging):
             st_ = os.lstat(os.path.join(staging, rel))
             assert stat.S_ISREG(st_.st_mode) or stat.S_ISDIR(st_.st_mode), rel
-            assert rel in LAYOUT or _archive.KEY_NAME_RE.match(rel), rel
+            assert rel in LAYOUT or _layout.KEY_MEMBER_RE.match(rel), rel
             if stat.S_ISREG(st_.st_mode):
                 with open(os.path.join(staging, rel), 'rb') as fh:
                     files[rel] = fh.read()

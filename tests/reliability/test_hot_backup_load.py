@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _restore, _swap, _verify
+from ansible_collections.nexus.secrets.plugins.module_utils import _layout, _restore, _verify
 from tests.nexus_server.harness import ApiClient, NexusServer
 from tests.reliability import datadirs, killpoints
 
@@ -131,7 +131,7 @@ def test_repeated_hot_backups_under_load_lose_no_acknowledged_write(nexus_server
     # Restore one copy with the restore core and let a reference server serve it.
     middle_out, middle_required, _b, _e = backups[BACKUPS // 2]
     restored = tmp_path / 'restored'
-    _restore.restore(middle_out['path'], PASSWORD, _swap.Layout(str(restored)), key_password=KEY_PASSWORD)
+    _restore.restore(middle_out['path'], PASSWORD, _layout.Layout(str(restored)), key_password=KEY_PASSWORD)
     server.stop()
     final_lost = len(set(acked) - secret_paths(str(workdir / 'nexus.db')))
     copy = NexusServer(restored, key_password=KEY_PASSWORD)

@@ -20,7 +20,7 @@ import tempfile
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _restore, _swap, _workdir_source
+from ansible_collections.nexus.secrets.plugins.module_utils import _layout, _restore, _swap, _workdir_source
 from tests.helpers.ansible import run_module
 from tests.integration.restore import backups as b
 from tests.security.attacker import (
@@ -57,7 +57,7 @@ def module_args(data_dir, **extra):
 
 
 def restore_core(data_dir, **kwargs):
-    return _restore.restore(BACKUP, BACKUP_PASSWORD, _swap.Layout(str(data_dir)), key_password=KEYRING_PASSWORD,
+    return _restore.restore(BACKUP, BACKUP_PASSWORD, _layout.Layout(str(data_dir)), key_password=KEYRING_PASSWORD,
                             owner_ids=(NOBODY, NOBODY), **kwargs)
 
 
@@ -81,7 +81,7 @@ def forged_journal(arena, state):
 
 def test_forged_journal_in_the_data_dir_is_refused_by_the_module(arena):
     data = account_data_dir(arena.base)
-    journal = data / _swap.LEGACY_JOURNAL_NAME
+    journal = data / _layout.LEGACY_RESTORE_JOURNAL_NAME
     nobody_python(WRITE_FILE, journal, json.dumps(forged_journal(arena, 'committed')))
     victim, before = arena.victim_state(), snapshot(data)
     out = run_module(MODULE, module_args(data))
@@ -94,7 +94,7 @@ def test_forged_journal_in_the_data_dir_is_refused_by_the_module(arena):
 
 def test_forged_swapping_journal_is_refused_and_nothing_is_renamed(arena):
     data = account_data_dir(arena.base)
-    nobody_python(WRITE_FILE, data / _swap.LEGACY_JOURNAL_NAME, json.dumps(forged_journal(arena, 'swapping')))
+    nobody_python(WRITE_FILE, data / _layout.LEGACY_RESTORE_JOURNAL_NAME, json.dumps(forged_journal(arena, 'swapping')))
     victim, before = arena.victim_state(), snapshot(data)
     with pytest.raises(_restore.RestoreFailed, match='never trusts'):
         restore_core(data)
@@ -104,7 +104,7 @@ def test_forged_swapping_journal_is_refused_and_nothing_is_renamed(arena):
 def test_the_account_cannot_write_where_the_journal_lives(arena):
     data = account_data_dir(arena.base)
     restore_core(data)  # creates the state dir beside the data dir
-    layout = _swap.Layout(str(data))
+    layout = _layout.Layout(str(data))
     res = nobody_python(WRITE_FILE, layout.journal_path, '{}', check=False)
     assert res.returncode != 0 and 'Permission denied' in res.stderr
     st = os.lstat(layout.state_dir)
@@ -117,7 +117,7 @@ def test_state_dir_planted_by_the_account_in_a_shared_parent_is_refused(arena):
     shared.mkdir()
     os.chmod(str(shared), 0o1777)
     data = account_data_dir(shared)
-    layout = _swap.Layout(str(data))
+    layout = _layout.Layout(str(data))
     stored = {'format': 2, 'state': 'committed', 'data_dir': layout.data_dir, 'db_path': layout.db_path,
               'keys_dir': layout.keys_dir, 'staging': '.nexus-restore-x', 'staging_in': 'data_dir',
               'pre_restore': 'pre-restore-2026-01-01-000000', 'keep_pre_restore': False, 'created_dirs': [],
@@ -151,7 +151,7 @@ def test_a_private_journal_is_still_checked_name_by_name(tmp_path, field, value)
     outside = tmp_path / 'victim'
     outside.mkdir()
     (outside / 'keep').write_bytes(b'untouched')
-    layout = _swap.Layout(str(data))
+    layout = _layout.Layout(str(data))
     stored = {'format': 2, 'state': 'committed', 'data_dir': layout.data_dir, 'db_path': layout.db_path,
               'keys_dir': layout.keys_dir, 'staging': '.nexus-restore-abc', 'staging_in': 'data_dir',
               'pre_restore': 'pre-restore-2026-01-01-000000', 'keep_pre_restore': False, 'created_dirs': [],
@@ -384,7 +384,7 @@ def test_a_lock_any_user_can_take_does_not_stop_a_restore(arena):
         holder.wait()
     assert not out.get('failed'), out.get('msg')
     assert out['changed'] and out['secrets'] == 12
-    lock = os.path.join(_swap.Layout(str(data)).state_dir, _swap.LOCK_NAME)
+    lock = os.path.join(_layout.Layout(str(data)).state_dir, _swap.LOCK_NAME)
     st = os.lstat(lock)
     assert st.st_uid == 0 and st.st_mode & 0o777 == 0o600
     res = nobody_python('import sys; open(sys.argv[1])', lock, check=False)
@@ -397,7 +397,7 @@ def test_lock_place_planted_by_the_account_is_refused(arena, plant):
     shared.mkdir()
     os.chmod(str(shared), 0o1777)
     data = account_data_dir(shared)
-    state_dir = _swap.Layout(str(data)).state_dir
+    state_dir = _layout.Layout(str(data)).state_dir
     if plant == 'link-to-victim':
         as_nobody(['ln', '-s', arena.victim, state_dir])
         expected = 'symbolic link'
@@ -424,7 +424,7 @@ def test_diff_never_follows_a_wal_link_to_a_root_file(arena):
     dumped = json.dumps({k: v for k, v in out.items() if k != '_run'}) + out['_run'].stdout
     assert secret_hash not in dumped and 'size=%d ' % len(shadow) not in dumped
     # What the diff reports when a link appears after the check: the link, never its target.
-    facts = _restore.live_facts(_swap.Layout(str(data)))
+    facts = _restore.live_facts(_layout.Layout(str(data)))
     assert facts['nexus.db-wal'] == {'kind': 'symbolic link, not followed'}
     assert secret_hash not in _restore.facts_text(facts)
     assert arena.victim_state() == victim

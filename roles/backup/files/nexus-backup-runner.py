@@ -31,7 +31,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 # pylint: disable=wrong-import-position
-from ansible_collections.nexus.secrets.plugins.module_utils import _backup, _backup_info, _crypto, _metrics, _retention
+from ansible_collections.nexus.secrets.plugins.module_utils import _backup, _backup_info, _crypto, _layout, _metrics, _retention
 
 CREDENTIAL = 'nexus-backup-password'
 EX_TEMPFAIL = 75
@@ -101,15 +101,14 @@ def run(config, environ=None):
             raise RunnerError('the Python library %s is missing on this host' % missing[0])
         password = read_password(config, environ)
         data_dir = config.get('data_dir') or '/var/lib/nexus'
-        db_path = config.get('db_path') or os.path.join(data_dir, 'nexus.db')
-        keys_dir = config.get('keys_dir') or os.path.join(data_dir, 'data', 'keys')
+        layout = _layout.Layout(data_dir, config.get('db_path'), config.get('keys_dir'))
         dest = config['dest']
         uid, gid = _ids(config)
-        result = _backup.create_backup(db_path, keys_dir, dest, password, mode=int(str(config.get('mode', '0600')), 8))
+        result = _backup.create_backup(layout.db_path, layout.keys_dir, dest, password, mode=int(str(config.get('mode', '0600')), 8))
         report['path'] = result['path']
         figures.update(size=result['size'], secrets=result['secrets'])
         if uid != -1 or gid != -1:
-            for target in (result['path'], result['path'] + _retention.SIDECAR_SUFFIX):
+            for target in (result['path'], result['path'] + _layout.SIDECAR_SUFFIX):
                 os.lchown(target, uid, gid)
         rules = dict((key, int(config[key])) for key in _retention.KEEP_RULES if config.get(key) not in (None, ''))
         for victim in _retention.plan_prune(dest, rules, new_path=result['path']):

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _backup, _retention
+from ansible_collections.nexus.secrets.plugins.module_utils import _backup, _layout
 from ansible_collections.nexus.secrets.plugins.module_utils._backup import BackupBusy, BackupError, create_backup
 
 from tests.integration.backup.independent_reader import read_backup
@@ -35,7 +35,7 @@ def backup(src, dest, **kwargs):
 
 
 def sidecar_ok(path):
-    with open(path + _retention.SIDECAR_SUFFIX) as fh:
+    with open(path + _layout.SIDECAR_SUFFIX) as fh:
         digest, name = fh.read().split()
     return name == os.path.basename(path) and digest == _backup.hashlib.sha256(open(path, 'rb').read()).hexdigest()
 
@@ -50,7 +50,7 @@ def test_two_backups_in_the_same_second_both_survive(src, tmp_path):
     assert sorted(os.listdir(str(dest))) == sorted(n + s for n in (FIRST, SECOND) for s in ('', '.sha256'))
     for result in (first, second):
         assert sidecar_ok(result['path'])
-        assert _retention.parse_backup_time(result['path']) is not None  # retention still sees it
+        assert _layout.parse_backup_time(result['path']) is not None  # retention still sees it
         assert [m['name'] for m in read_backup(result['path'], PASSWORD)][0] == 'nexus.db'
     assert _backup.predict_path(str(dest), now=NOW) == str(dest / THIRD)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _keyring
+from ansible_collections.nexus.secrets.plugins.module_utils import _keyring, _layout
 
-KEY_FILES = _keyring.KEY_FILES
+KEY_FILES = _layout.KEY_FILES
 
 
 def read_blobs(keys_dir):

@@ -13,7 +13,7 @@ import stat
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _keyring_rotation, _swap
+from ansible_collections.nexus.secrets.plugins.module_utils import _keyring_rotation, _layout, _swap
 from tests.integration.keyring import keyrings as k
 from tests.integration.restore import backups as b
 from tests.nexus_server import keyring as server_keyring
@@ -123,7 +123,7 @@ def test_key_password_from_the_environment_and_the_nexus_default(ansible_module,
 def layout_with_keyring(tmp_path, password=OLD):
     data_dir = tmp_path / 'nexus'
     server_keyring.save(data_dir / 'data' / 'keys', server_keyring.generate_plaintexts(), password)
-    return _swap.Layout(str(data_dir))
+    return _layout.Layout(str(data_dir))
 
 
 def test_leftovers_of_an_interrupted_run_are_removed(tmp_path):

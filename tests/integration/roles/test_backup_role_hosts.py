@@ -48,7 +48,7 @@ def common(tmp_path, **extra):
 
 
 def backups(directory):
-    return sorted(os.path.basename(p) for p, dummy in _retention.find_backups(str(directory))) \
+    return sorted(os.path.basename(p) for p, dummy in _retention.dated_backups(str(directory))) \
         if directory.is_dir() else []
 
 

@@ -113,7 +113,7 @@ def prom(installed):
 def check_runner(installed, tmp_path):
     """The runner backs up as the service would start it."""
     host_dest = installed['host_dest']
-    first = [os.path.basename(p) for p, dummy in _retention.find_backups(str(host_dest))]
+    first = [os.path.basename(p) for p, dummy in _retention.dated_backups(str(host_dest))]
     assert len(first) == 1  # the role's own run
 
     # As systemd starts it: the credential in $CREDENTIALS_DIRECTORY (0400, as LoadCredential= makes it).
@@ -133,7 +133,7 @@ def check_runner(installed, tmp_path):
     # Without systemd: the root-only password file named in the config; keep_last 2 prunes the oldest.
     code, report, stderr = run_runner(installed)
     assert code == 0, (report, stderr)
-    kept = [os.path.basename(p) for p, dummy in _retention.find_backups(str(host_dest))]
+    kept = [os.path.basename(p) for p, dummy in _retention.dated_backups(str(host_dest))]
     assert len(kept) == 2 and first[0] not in kept and report['pruned'] == [str(host_dest / first[0])]
 
     # Overlap with another run (the timer meeting an AWX job): exit 75, metrics say busy.

@@ -186,3 +186,29 @@ def test_upload_with_only_the_awx_injected_environment(ansible_module, s3_server
     res = ansible_module(UPLOAD, dict(src=str(path), bucket=BUCKET, host='awx1'), env=env)
     assert res['changed'] and res['verified'], res
     assert hashlib.sha256(stored(s3_server, 'awx1', path.name).read_bytes()).hexdigest() == digest
+
+
+def test_download_file_options_check_mode_and_rerun(ansible_module, s3_server, tmp_path):
+    env = s3_server.env()
+    path, digest = make_backup(tmp_path / 'src', '2025-12-01-001500', 500)
+    assert core_upload(s3_server, path, 'db2')['verified']
+    dest = tmp_path / 'dest'
+    dest.mkdir()
+    got, sidecar = dest / path.name, dest / (path.name + '.sha256')
+    base = dict(bucket=BUCKET, host='db2', dest=str(dest))
+    ids = dict(owner=str(os.getuid()), group=str(os.getgid()))
+    res = ansible_module(DOWNLOAD, dict(base, mode='u=rw,g=r', **ids), environment=env)
+    assert res['changed'] and hashlib.sha256(got.read_bytes()).hexdigest() == digest, res
+    for downloaded in (got, sidecar):
+        assert downloaded.stat().st_mode & 0o7777 == 0o640
+        assert (downloaded.stat().st_uid, downloaded.stat().st_gid) == (os.getuid(), os.getgid())
+    again = ansible_module(DOWNLOAD, dict(base, mode='0640', **ids), environment=env)
+    assert again['changed'] is False, again
+    # Only the mode differs: predicted (with a diff), nothing touched; then the default 0600 is applied.
+    planned = ansible_module(DOWNLOAD, base, environment=env, check=True, diff=True)
+    assert planned['changed'] is True and got.stat().st_mode & 0o777 == 0o640, planned
+    assert planned['diff']['before']['mode'] == '0640' and planned['diff']['after']['mode'] == '0600', planned
+    res = ansible_module(DOWNLOAD, base, environment=env)
+    assert res['changed'] and got.stat().st_mode & 0o777 == sidecar.stat().st_mode & 0o777 == 0o600, res
+    refused = ansible_module(DOWNLOAD, dict(base, group='no-such-group-nexus'), environment=env)
+    assert refused.get('failed') and "group 'no-such-group-nexus' does not exist" in refused['msg'], refused

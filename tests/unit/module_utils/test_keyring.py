@@ -6,8 +6,8 @@ import pytest
 
 from ansible_collections.nexus.secrets.plugins.module_utils._archive import extract_archive
 from ansible_collections.nexus.secrets.plugins.module_utils._envelope import EnvelopeReader
-from ansible_collections.nexus.secrets.plugins.module_utils._keyring import (
-    KEY_FILES, KeyringError, keyring_unlocks)
+from ansible_collections.nexus.secrets.plugins.module_utils._keyring import KeyringError, keyring_unlocks
+from ansible_collections.nexus.secrets.plugins.module_utils._layout import KEY_FILES
 
 from tests.nexus_server import keyring as server_keyring
 from tests.unit.module_utils._fixtures import BACKUP_PASSWORD, KEYRING_PASSWORD, NEXUSCTL_BACKUP

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _restore, _swap
+from ansible_collections.nexus.secrets.plugins.module_utils import _layout, _restore, _swap
 from tests.helpers.disk_full import fill_disk_after
 from tests.integration.restore import backups as b
 
@@ -34,7 +34,7 @@ def world(tmp_path):
     (live / 'nexus.db-shm').write_bytes(b'stale shm')
     (live / 'data' / 'keys' / 'extra.key').write_text('not in the backup')
     return {'tmp': tmp_path, 'source': source, 'backup': str(backup), 'live': live,
-            'layout': _swap.Layout(str(live))}
+            'layout': _layout.Layout(str(live))}
 
 
 def live_paths(db):
@@ -111,7 +111,7 @@ def test_check_mode_still_refuses_a_bad_backup(world):
 
 
 def test_missing_data_dir_is_created_private(world):
-    layout = _swap.Layout(str(world['tmp'] / 'fresh' / 'nexus'))
+    layout = _layout.Layout(str(world['tmp'] / 'fresh' / 'nexus'))
     os.mkdir(str(world['tmp'] / 'fresh'))
     result = _restore.restore(world['backup'], PASSWORD, layout)
     assert result['changed'] and result['pre_restore_path'] is None
@@ -122,13 +122,13 @@ def test_missing_data_dir_is_created_private(world):
 
 def test_check_mode_on_missing_data_dir_creates_nothing(world):
     os.mkdir(str(world['tmp'] / 'fresh'))
-    layout = _swap.Layout(str(world['tmp'] / 'fresh' / 'nexus'))
+    layout = _layout.Layout(str(world['tmp'] / 'fresh' / 'nexus'))
     assert _restore.restore(world['backup'], PASSWORD, layout, check_mode=True)['changed']
     assert os.listdir(str(world['tmp'] / 'fresh')) == []
 
 
 def test_missing_parent_of_data_dir_is_refused(world):
-    layout = _swap.Layout(str(world['tmp'] / 'no' / 'such' / 'nexus'))
+    layout = _layout.Layout(str(world['tmp'] / 'no' / 'such' / 'nexus'))
     with pytest.raises(_restore.RestoreFailed, match='nor does its parent'):
         _restore.restore(world['backup'], PASSWORD, layout)
     assert not os.path.exists(str(world['tmp'] / 'no'))
@@ -302,7 +302,7 @@ def test_no_write_permission_is_refused_cleanly(public_dir):
         try:
             os.setgid(65534)
             os.setuid(65534)
-            _restore.restore(str(backup), PASSWORD, _swap.Layout(str(live)))
+            _restore.restore(str(backup), PASSWORD, _layout.Layout(str(live)))
         except _restore.RestoreFailed as exc:
             os.write(write_end, str(exc).encode())
             code = 3
@@ -324,8 +324,8 @@ def test_custom_db_path_and_keys_dir(world, tmp_path):
     db_dir.mkdir()
     os.rename(str(world['live'] / 'nexus.db'), str(db_dir / 'main.db'))
     os.rename(str(world['live'] / 'nexus.db-wal'), str(db_dir / 'main.db-wal'))
-    layout = _swap.Layout(str(world['live']), db_path=str(db_dir / 'main.db'),
-                          keys_dir=str(world['live'] / 'data' / 'keys'))
+    layout = _layout.Layout(str(world['live']), db_path=str(db_dir / 'main.db'),
+                            keys_dir=str(world['live'] / 'data' / 'keys'))
     result = _restore.restore(world['backup'], PASSWORD, layout, key_password=KEY_PASSWORD)
     assert result['changed'] and 'nexus.db-wal' in result['removed']
     assert live_paths(db_dir / 'main.db') == ['new/secret-%03d' % i for i in range(5)]

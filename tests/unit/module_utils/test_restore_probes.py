@@ -111,5 +111,5 @@ def test_listing_skips_sidecars_links_and_other_files(tmp_path):
     (tmp_path / 'nexus-backup-latest.tar.gz.enc').symlink_to(tmp_path / 'nexus-backup-2025-12-04-001500.tar.gz.enc')
     (tmp_path / 'README').write_text('x')
     (tmp_path / 'nexus-backup-dir.tar.gz.enc').mkdir()
-    found = _backup_info.find_backups(str(tmp_path))
+    found = _backup_info.backup_files(str(tmp_path))
     assert [p.rsplit('/', 1)[1] for p in found] == ['nexus-backup-2025-12-04-001500.tar.gz.enc']

@@ -12,7 +12,7 @@ import stat
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils import _swap
+from ansible_collections.nexus.secrets.plugins.module_utils import _layout, _swap
 
 KEYS = ('age.key', 'master.key', 'signing.key', 'verify.key')
 
@@ -86,7 +86,7 @@ class Scenario(object):
             self.staging_parent = self.data_dir
         self.before = snapshot(self.data_dir)
         self.staging, self.root = make_staging(self.staging_parent)
-        self.layout = _swap.Layout(self.data_dir)
+        self.layout = _layout.Layout(self.data_dir)
         self.pre = os.path.join(self.data_dir, 'pre-restore-2026-01-01-000000')
         self.journal = _swap.plan(self.layout, self.root, self.staging, self.pre, keep)
 
@@ -262,7 +262,7 @@ def test_crash_during_recovery_is_itself_recoverable(tmp_path):
 
 
 def test_corrupt_journal_is_reported_not_guessed(tmp_path):
-    layout = _swap.Layout(str(tmp_path / 'nexus'))
+    layout = _layout.Layout(str(tmp_path / 'nexus'))
     os.close(_swap.open_state_dir(layout))
     with os.fdopen(os.open(layout.journal_path, os.O_WRONLY | os.O_CREAT, 0o600), 'w') as fh:
         fh.write('{"format": 2, "state": "swa')

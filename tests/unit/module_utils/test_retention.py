@@ -4,8 +4,9 @@ import datetime
 
 import pytest
 
-from ansible_collections.nexus.secrets.plugins.module_utils._retention import (
-    BACKUP_NAME_RE, backup_name, find_backups, parse_backup_time, plan_retention)
+from ansible_collections.nexus.secrets.plugins.module_utils._layout import (
+    BACKUP_NAME_RE, backup_name, parse_backup_time)
+from ansible_collections.nexus.secrets.plugins.module_utils._retention import dated_backups, plan_retention
 
 NOW = datetime.datetime(2026, 3, 15, 12, 0, 0)
 
@@ -118,11 +119,11 @@ def test_backup_name_round_trips():
     assert BACKUP_NAME_RE.match(backup_name()) and parse_backup_time(backup_name(NOW)) == NOW
 
 
-def test_find_backups_only_regular_pattern_files(tmp_path):
+def test_dated_backups_only_regular_pattern_files(tmp_path):
     good = tmp_path / 'nexus-backup-2026-01-01-000000.tar.gz.enc'
     good.write_bytes(b'x')
     (tmp_path / 'nexus-backup-2026-01-01-000000.tar.gz.enc.sha256').write_text('x')
     (tmp_path / 'notes.txt').write_text('x')
     (tmp_path / 'nexus-backup-2026-01-02-000000.tar.gz.enc').mkdir()
     (tmp_path / 'nexus-backup-2026-01-03-000000.tar.gz.enc').symlink_to(good)
-    assert find_backups(str(tmp_path)) == [(str(good), datetime.datetime(2026, 1, 1))]
+    assert dated_backups(str(tmp_path)) == [(str(good), datetime.datetime(2026, 1, 1))]
