@@ -221,12 +221,12 @@ def object_sha256(client, bucket, key, sink=None):
     return digest.hexdigest(), size
 
 
-def get_small(client, bucket, key, limit=_layout.SIDECAR_MAX_BYTES):
-    """The bytes of a small object (a sidecar), or None when it does not exist."""
+def _get_object(client, bucket, key, size, **get_args):
+    """At most ``size`` bytes of an object, or None when it does not exist."""
     try:
-        body = client.get_object(Bucket=bucket, Key=key)['Body']
+        body = client.get_object(Bucket=bucket, Key=key, **get_args)['Body']
         try:
-            raw = body.read(limit + 1)
+            return body.read(size)
         finally:
             body.close()
     except botocore.exceptions.ClientError as exc:
@@ -235,26 +235,20 @@ def get_small(client, bucket, key, limit=_layout.SIDECAR_MAX_BYTES):
         raise S3Error('cannot read s3://%s/%s: %s' % (bucket, key, _describe(exc)))
     except botocore.exceptions.BotoCoreError as exc:
         raise S3Error('cannot read s3://%s/%s: %s' % (bucket, key, _describe(exc)))
-    if len(raw) > limit:
+
+
+def get_small(client, bucket, key, limit=_layout.SIDECAR_MAX_BYTES):
+    """The bytes of a small object (a sidecar), or None when it does not exist."""
+    raw = _get_object(client, bucket, key, limit + 1)
+    if raw is not None and len(raw) > limit:
         raise S3Error('s3://%s/%s is too large for a sidecar' % (bucket, key))
     return raw
 
 
 def get_first_bytes(client, bucket, key, count):
     """The first ``count`` bytes of an object (a ranged GET), or None when it does not exist."""
-    try:
-        body = client.get_object(Bucket=bucket, Key=key, Range='bytes=0-%d' % (count - 1))['Body']
-        try:
-            raw = body.read(count)
-        finally:
-            body.close()
-    except botocore.exceptions.ClientError as exc:
-        if _status(exc) == 404:
-            return None
-        raise S3Error('cannot read s3://%s/%s: %s' % (bucket, key, _describe(exc)))
-    except botocore.exceptions.BotoCoreError as exc:
-        raise S3Error('cannot read s3://%s/%s: %s' % (bucket, key, _describe(exc)))
-    return raw[:count]
+    raw = _get_object(client, bucket, key, count, Range='bytes=0-%d' % (count - 1))
+    return None if raw is None else raw[:count]
 
 
 class HashingReader(object):
