@@ -41,8 +41,9 @@ def backup_files(path, pattern=_layout.BACKUP_GLOB):
             and os.path.isfile(os.path.join(path, name)) and not os.path.islink(os.path.join(path, name))]
 
 
-def sidecar_state(path):
-    """'ok', 'mismatch' or 'missing' for the ``sha256sum``-format sidecar ``<path>.sha256``."""
+def sidecar_state(path, checksum=True):
+    """'ok', 'mismatch' or 'missing' for the ``sha256sum``-format sidecar ``<path>.sha256``;
+    'unchecked' for a well-formed one when ``checksum`` is false (the file is not read)."""
     try:
         raw = _layout.read_sidecar(path + _layout.SIDECAR_SUFFIX)
     except _layout.SidecarError:  # a link, a FIFO, a directory, a file too large to be one line
@@ -52,10 +53,12 @@ def sidecar_state(path):
     entry = _layout.parse_sidecar(raw)
     if entry is None or entry[1] is None or os.path.basename(entry[1]) != os.path.basename(path):
         return 'mismatch'
+    if not checksum:
+        return 'unchecked'
     return 'ok' if entry[0] == _verify.sha256_file(path) else 'mismatch'
 
 
-def describe(path):
+def describe(path, checksum=True):
     st = os.stat(path)
     name = os.path.basename(path)
     when = _layout.parse_backup_time(name)
@@ -65,7 +68,7 @@ def describe(path):
         'time': when.isoformat() if when else None,
         'mtime': datetime.datetime.fromtimestamp(st.st_mtime).replace(microsecond=0).isoformat(),
         'size': st.st_size,
-        'sidecar': sidecar_state(path),
+        'sidecar': sidecar_state(path, checksum),
     }
 
 
@@ -119,12 +122,13 @@ def parse_before(text):
 
 
 def inventory(path, pattern=_layout.BACKUP_GLOB, backup_password=None, key_password=None, check=False,
-              tmp_dir=None, before=None, depth='full'):
+              tmp_dir=None, before=None, depth='full', checksum=True):
     """``(backups newest first, latest)``; ``latest`` is the newest valid one when checking, else the newest.
 
     ``before`` (a naive local ``datetime``) keeps only the backups taken at or before it.
+    ``checksum`` false: sidecars are not compared with their files (no file is read whole).
     """
-    backups = sorted((describe(p) for p in backup_files(path, pattern)), key=_sort_key, reverse=True)
+    backups = sorted((describe(p, checksum) for p in backup_files(path, pattern)), key=_sort_key, reverse=True)
     if before is not None:
         backups = [entry for entry in backups if _sort_key(entry) <= before.isoformat()]
     if check:

@@ -83,6 +83,15 @@ options:
     choices: [quick, full]
     default: full
     version_added: 0.3.0
+  checksum:
+    description:
+      - Whether to read each backup whole to compare it with its C(sha256sum) sidecar (RV(backups[].sidecar)).
+      - V(false) only checks that the sidecar is a well-formed line naming the file (V(unchecked)); listing a
+        directory of large backups then reads none of them. Verifying (O(verify)) still authenticates every
+        byte of each backup it checks.
+    type: bool
+    default: true
+    version_added: 0.4.0
   tmp_dir:
     description:
       - Where the private staging directory is made while verifying; it needs room for the
@@ -148,7 +157,7 @@ backups:
       type: int
     sidecar:
       description: The C(<name>.sha256) sidecar agrees with the file (V(ok)), does not (V(mismatch)),
-        or does not exist (V(missing)).
+        or does not exist (V(missing)); V(unchecked) for a well-formed sidecar with O(checksum=false).
       type: str
     valid:
       description: Whether the backup passed every check. Only when verifying.
@@ -213,6 +222,7 @@ def argument_spec():
         tmp_dir=dict(type='path'),
         before=dict(type='str'),
         integrity_check=dict(type='str', choices=['quick', 'full'], default='full'),
+        checksum=dict(type='bool', default=True),
     )
 
 
@@ -233,7 +243,8 @@ def main():
         before = _backup_info.parse_before(params['before']) if params['before'] else None
         backups, latest = _backup_info.inventory(params['path'], params['pattern'], params['backup_password'],
                                                  params['key_password'] or None, check, params['tmp_dir'],
-                                                 before=before, depth=params['integrity_check'])
+                                                 before=before, depth=params['integrity_check'],
+                                                 checksum=params['checksum'])
     except _backup_info.InfoError as exc:
         module.fail_json(msg=str(exc))
     findings = weaknesses(params['backup_password']) if params['backup_password'] else []

@@ -99,6 +99,22 @@ def test_sidecar_states(tmp_path, line, expected):
     assert _backup_info.sidecar_state(path) == expected
 
 
+@pytest.mark.parametrize('line, expected', [
+    ('{zero}  {name}\n', 'unchecked'),             # well formed: the digest is not compared
+    ('{zero}  other-name.tar.gz.enc\n', 'mismatch'),
+    ('garbage\n', 'mismatch'),
+])
+def test_sidecar_states_without_checksum_read_no_file(tmp_path, monkeypatch, line, expected):
+    path = str(tmp_path / 'nexus-backup-2025-12-04-001500.tar.gz.enc')
+    with open(path, 'wb') as fh:
+        fh.write(b'ciphertext')
+    _write_sidecar(path, line.format(zero='0' * 64, name='nexus-backup-2025-12-04-001500.tar.gz.enc'))
+    monkeypatch.setattr(_backup_info._verify, 'sha256_file', lambda p: pytest.fail('read %s' % p))
+    assert _backup_info.sidecar_state(path, checksum=False) == expected
+    backups, dummy = _backup_info.inventory(str(tmp_path), checksum=False)
+    assert [b['sidecar'] for b in backups] == [expected]
+
+
 def test_missing_sidecar(tmp_path):
     path = tmp_path / 'nexus-backup-2025-12-04-001500.tar.gz.enc'
     path.write_bytes(b'x')
