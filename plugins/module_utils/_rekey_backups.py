@@ -27,7 +27,7 @@ from ansible_collections.nexus.secrets.plugins.module_utils._envelope import (
     EnvelopeReader,
     EnvelopeWriter,
 )
-from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import atomic_write, fsync_path
+from ansible_collections.nexus.secrets.plugins.module_utils._fsutil import UnsafePath, atomic_write, fsync_path, open_file_at
 from ansible_collections.nexus.secrets.plugins.module_utils._layout import (
     SIDECAR_SUFFIX, SidecarError, parse_backup_time, parse_sidecar, read_sidecar, sidecar_line,
 )
@@ -44,13 +44,11 @@ class RekeyError(Exception):
 def _open_regular(path):
     """Open ``path`` for reading without following a link; it must be a regular file."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0))
+        fd, st = open_file_at(None, path, path)
+    except UnsafePath as exc:
+        raise RekeyError(str(exc))
     except OSError as exc:
         raise RekeyError('cannot open %s: %s' % (path, exc.strerror or exc))
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise RekeyError('%s is not a regular file' % path)
     return os.fdopen(fd, 'rb'), st
 
 

@@ -160,13 +160,11 @@ def sidecar_digest(raw, where):
 def _open_source(path):
     """An fd on a regular file, not following a link at the last component."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0))
+        fd, info = _fsutil.open_file_at(None, path, path)
+    except _fsutil.UnsafePath as exc:
+        raise S3Error(str(exc))
     except OSError as exc:
         raise S3Error('cannot open %s: %s' % (path, exc.strerror or exc))
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise S3Error('%s is not a regular file' % path)
     return fd, info.st_size
 
 
