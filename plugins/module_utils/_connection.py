@@ -53,6 +53,17 @@ class CredentialError(ValueError):
     """The credentials cannot be used as given; the message says what to set."""
 
 
+def _method_of(found):
+    """The method one source of credentials (the options, or the environment) names, in order; None."""
+    if found['token']:
+        return 'token'
+    if found['api_key']:
+        return 'api_key'
+    if found['username'] or found['password']:
+        return 'username/password'
+    return None
+
+
 def resolve_credentials(params, environ=None):
     """``(method, creds)`` once options are validated: ``creds`` holds token, api_key, username and
     password (None when unused) for exactly one method, or ``(None, {})`` when there is none.
@@ -65,20 +76,12 @@ def resolve_credentials(params, environ=None):
     given = dict((name, params.get(name) or None) for name, dummy in CREDENTIAL_ENV)
     env = dict((name, nonempty_env([var], environ)) for name, var in CREDENTIAL_ENV)
     creds = dict(token=None, api_key=None, username=None, password=None)
-    if given['token']:
-        method, creds['token'] = 'token', given['token']
-    elif given['api_key']:
-        method, creds['api_key'] = 'api_key', given['api_key']
-    elif given['username'] or given['password']:
-        method = 'username/password'
-    elif env['token']:
-        method, creds['token'] = 'token', env['token']
-    elif env['api_key']:
-        method, creds['api_key'] = 'api_key', env['api_key']
-    elif env['username'] or env['password']:
-        method = 'username/password'
-    else:
+    source = given if _method_of(given) else env
+    method = _method_of(source)
+    if method is None:
         return None, {}
+    if method in ('token', 'api_key'):
+        creds[method] = source[method]
     if method == 'username/password':
         creds['username'] = given['username'] or env['username']
         creds['password'] = given['password'] or env['password']
