@@ -28,6 +28,7 @@ except ImportError:
 # The codec: isal when importable (several times faster at level 1), else the standard library.
 ZLIB = _fast_zlib or zlib
 COMPRESS_LEVEL = 1          # backups are mostly encrypted blobs: a low level costs nothing in size
+STORE_LEVEL = 0             # every block stored: the fastest backup and restore, the largest file
 HEADER = b'\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff'  # deflate, no name, no mtime, OS unknown
 FINAL_EMPTY_BLOCK = b'\x03\x00'  # a final, empty fixed-Huffman block ends the deflate stream
 FULL_FLUSH = zlib.Z_FULL_FLUSH   # the same constant in isal
@@ -75,6 +76,8 @@ def deflate_blocks(data, history, level=COMPRESS_LEVEL, codec=None):
     A block the compressor could not shrink is written stored instead; the compressor still goes
     on, because after a sync flush its state is only that window, which a reader has either way.
     """
+    if level == STORE_LEVEL:
+        return _stored(memoryview(data))
     codec = codec or ZLIB
     view = memoryview(data)
     parts = []

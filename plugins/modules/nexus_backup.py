@@ -58,6 +58,20 @@ options:
       - A name that already exists fails; a backup never replaces a file.
       - Retention only ever considers files named in that pattern.
     type: str
+  compression:
+    description:
+      - How the archive inside the backup is compressed. Either way it is one ordinary gzip stream, which
+        C(nexusctl backup restore), M(nexus.secrets.nexus_restore) and C(gzip -d) read.
+      - V(deflate) deflates every 64 KiB block that shrinks and stores the others (the encrypted secret
+        values as they are), which gives the smallest file.
+      - V(store) stores every block. On a host without the optional Python library C(isal), where the
+        standard library's zlib bounds both, a database that is mostly audit log then backs up about three
+        times faster and restores faster, for a file about twice as large. Worth it when the backup window
+        or the restore time matters more than the space the backups take.
+    type: str
+    choices: [deflate, store]
+    default: deflate
+    version_added: 0.5.0
   mode:
     description:
       - Permissions of the backup file and its sidecar, as for M(ansible.builtin.file) - an octal
@@ -210,6 +224,7 @@ def argument_spec():
         dest=dict(type='path', required=True),
         backup_password=password_option('backup_password', required=True),
         name=dict(type='str'),
+        compression=dict(type='str', choices=list(_backup.COMPRESSION_LEVELS), default='deflate'),
         mode=mode_option(),
         password_policy=dict(type='str', choices=list(POLICIES), default='warn', no_log=False),
     )
@@ -255,7 +270,8 @@ def main():
                          duration=round(time.time() - started, 3), busy=False, password_findings=findings)
 
     try:
-        result = _backup.create_backup(db_path, keys_dir, dest, params['backup_password'], name=params['name'])
+        result = _backup.create_backup(db_path, keys_dir, dest, params['backup_password'], name=params['name'],
+                                       compression=params['compression'])
     except _backup.BackupError as exc:
         module.fail_json(msg=str(exc), duration=round(time.time() - started, 3),
                          busy=isinstance(exc, _backup.BackupBusy))

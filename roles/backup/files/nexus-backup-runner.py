@@ -104,7 +104,11 @@ def run(config, environ=None):
         layout = _layout.Layout(data_dir, config.get('db_path'), config.get('keys_dir'))
         dest = config['dest']
         uid, gid = _ids(config)
-        result = _backup.create_backup(layout.db_path, layout.keys_dir, dest, password, mode=int(str(config.get('mode', '0600')), 8))
+        compression = config.get('compression') or 'deflate'
+        if compression not in _backup.COMPRESSION_LEVELS:
+            raise RunnerError('compression must be one of %s, not %r' % (', '.join(_backup.COMPRESSION_LEVELS), compression))
+        result = _backup.create_backup(layout.db_path, layout.keys_dir, dest, password,
+                                       mode=int(str(config.get('mode', '0600')), 8), compression=compression)
         report['path'] = result['path']
         figures.update(size=result['size'], secrets=result['secrets'])
         if uid != -1 or gid != -1:

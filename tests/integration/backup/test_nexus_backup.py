@@ -195,6 +195,7 @@ def test_retention_never_prunes_the_new_backup(nexus_server, tmp_path):
     ({'backup_password': ''}, 'backup_password must not be empty'),
     ({'backup_password': None}, 'missing required arguments: backup_password'),
     ({'unknown_option': 1}, 'Unsupported parameters'),
+    ({'compression': 'gzip'}, 'value of compression must be one of: deflate, store'),
     ({'owner': 'no-such-user-nexus'}, "owner 'no-such-user-nexus' does not exist"),
     ({'group': 'no-such-group-nexus'}, "group 'no-such-group-nexus' does not exist"),
 ])
@@ -254,3 +255,23 @@ def test_backup_counts_match_a_direct_read(nexus_server, tmp_path):
         assert client.delete('app/secret-%03d' % i).status_code == 204
     out = backup({'data_dir': str(nexus_server.workdir), 'dest': str(tmp_path / 'b'), 'backup_password': PASSWORD})
     assert out['secrets'] == 5 == count_live_secrets(str(db_from_backup(out['path'], tmp_path)))
+
+
+def test_stored_backup_holds_the_same_archive(nexus_server, tmp_path):
+    """compression: store - a larger file holding the very same members, which readers and nexus_restore take."""
+    fill(nexus_server, 6)
+    nexus_server.stop()
+    args = {'data_dir': str(nexus_server.workdir), 'dest': str(tmp_path / 'b'), 'backup_password': PASSWORD}
+    deflated = backup(dict(args, name='deflated.tar.gz.enc'))
+    stored = backup(dict(args, name='stored.tar.gz.enc', compression='store'))
+    assert deflated['changed'] and stored['changed'], (deflated, stored)
+    # A test server's database is mostly empty pages: deflate shrinks it, storing cannot.
+    assert stored['size'] > os.path.getsize(str(nexus_server.db_path)) > deflated['size']
+    same = [[(m['name'], m['type'], m['mode'], m['data']) for m in read_backup(out['path'], PASSWORD)]
+            for out in (deflated, stored)]
+    assert same[0] == same[1]
+    restored = run_module('nexus.secrets.nexus_restore', {
+        'src': stored['path'], 'backup_password': PASSWORD, 'data_dir': str(tmp_path / 'restored'),
+        'key_password': nexus_server.key_password or 'changeme-in-production', 'force': True})
+    assert restored.get('failed') is not True, restored.get('msg')
+    assert restored['changed'] and restored['secrets'] == 6

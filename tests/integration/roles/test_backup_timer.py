@@ -41,7 +41,7 @@ def installed(nexus_server, tmp_path):
     res = run_playbook(REPO / 'playbooks' / 'backup.yml', inventory=str(inventory), extra_vars={
         'nexus_backup_password': PASSWORD, 'nexus_backup_install_deps': False,
         'nexus_backup_data_dir': str(nexus_server.workdir), 'nexus_backup_dest': str(paths['backups']),
-        'nexus_backup_keep_last': 2, 'nexus_backup_metrics_dir': str(paths['metrics']),
+        'nexus_backup_keep_last': 2, 'nexus_backup_compression': 'store', 'nexus_backup_metrics_dir': str(paths['metrics']),
         'nexus_backup_timer': True, 'nexus_backup_timer_enable': False,
         'nexus_backup_timer_python': sys.executable, 'nexus_backup_timer_runner_dir': str(paths['lib']),
         'nexus_backup_timer_config_dir': str(paths['etc']), 'nexus_backup_timer_unit_dir': str(paths['units']),
@@ -79,6 +79,7 @@ def check_rendered_units(installed):
         assert PASSWORD not in path.read_text() and 'q" $x' not in path.read_text()
     settings = json.loads(config.read_text())
     assert settings['dest'] == str(installed['host_dest']) and settings['keep_last'] == 2
+    assert settings['compression'] == 'store'
     # The backup core was copied next to the runner.
     lib = installed['lib'] / 'ansible_collections' / 'nexus' / 'secrets' / 'plugins' / 'module_utils'
     assert (lib / '_backup.py').read_bytes() == (REPO / 'plugins' / 'module_utils' / '_backup.py').read_bytes()
@@ -127,6 +128,8 @@ def check_runner(installed, tmp_path):
     assert os.path.dirname(report['path']) == str(host_dest)
     members = read_backup(report['path'], PASSWORD)
     assert [m['name'] for m in members][0] == 'nexus.db'
+    # compression: store - the file outgrows the database it holds (deflate shrinks a test server's many times).
+    assert os.path.getsize(report['path']) > len(members[0]['data'])
     assert prom(installed)['nexus_backup_last_run_success'] == '1'
     assert prom(installed)['nexus_backup_secrets'] == '4'
 
@@ -145,6 +148,16 @@ def check_runner(installed, tmp_path):
         os.close(fd)
     assert code == 75 and report['status'] == 'busy', (report, stderr)
     assert prom(installed)['nexus_backup_last_run_busy'] == '1'
+
+    # A compression the core does not know is refused with a message, and nothing is written.
+    config = installed['etc'] / 'nexus-backup.json'
+    good = config.read_text()
+    config.write_text(json.dumps(dict(json.loads(good), compression='gzip')))
+    before = sorted(os.listdir(str(host_dest)))
+    code, report, stderr = run_runner(installed)
+    assert code == 1 and "compression must be one of deflate, store, not 'gzip'" in report['error'], (report, stderr)
+    assert sorted(os.listdir(str(host_dest))) == before
+    config.write_text(good)
 
     # A password file others can read is refused; the failure is in the metrics.
     (installed['etc'] / 'nexus-backup.password').chmod(0o644)

@@ -94,6 +94,25 @@ def test_random_blocks_are_stored_and_text_blocks_deflated():
     assert stored >= random_bytes // BLOCK_SIZE
 
 
+@pytest.mark.parametrize('workers', [1, 2])
+def test_store_level_stores_every_block_even_text(workers):
+    """compression: store - the deflate stream is stored blocks only, framed as gzip reads them."""
+    data = mixed(3 * MIB + 777)
+    out = io.BytesIO()
+    writer = GzipWriter(out, level=_gzip_stream.STORE_LEVEL, workers=workers)
+    writer.write(data)
+    writer.close()
+    blob = out.getvalue()
+    kinds = raw_blocks(blob)
+    assert set(kinds[:-1]) == {0} and kinds[-1] == 1  # then the final empty block every stream ends with
+    # Stored framing only: 5 bytes per stored block (at most 65535 bytes each), header and trailer.
+    tasks = -(-len(data) // _gzip_stream.TASK_SIZE)
+    framing = 5 * (len(data) // 65535 + tasks) + len(_gzip_stream.HEADER) + len(FINAL) + 8
+    assert len(data) < len(blob) <= len(data) + framing
+    assert gzip.decompress(blob) == data
+    assert subprocess.run(['gzip', '-dc'], input=blob, capture_output=True, check=True).stdout == data
+
+
 @pytest.mark.parametrize('codec', ['default', 'stdlib'])
 def test_history_reaches_across_blocks_and_tasks(codec, monkeypatch):
     """Each block may copy from the 32 KiB before it, even across a worker task boundary.
