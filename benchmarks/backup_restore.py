@@ -1,7 +1,7 @@
 """Backup and restore of a large NEXUS data directory: wall time and peak RSS. Prints figures only.
 
     .venv/bin/python benchmarks/backup_restore.py [--size-mib N] [--data random|mixed|real|all] [--live]
-                                                  [--ansible] [--keep DIR]
+                                                  [--compression deflate|store|both] [--ansible] [--keep DIR]
 
 Builds a data directory in a temp dir: ``nexus.db`` with NEXUS's schema (secrets with random
 encrypted-looking values, one version row each, audit rows) of about ``--size-mib`` MiB (default
@@ -14,6 +14,8 @@ quick_check and integrity_check on it is printed too), or ``all`` (the default: 
 
 - ``core``: a fresh Python child runs ``_backup.create_backup`` and then ``_restore.restore`` (the
   code the modules run); each child reports its own peak RSS (``ru_maxrss``).
+- ``--compression``: nexus_backup's option (default ``deflate``); ``both`` backs up and restores once
+  with each, so that the file size and the times of the two sit side by side.
 - ``--live``: a connection holds the database open with a committed transaction in its WAL, as a
   running server's does, so the backup copies the snapshot with SQLite's online backup API first
   (by default the WAL is empty, as after a clean stop, and ``nexus.db`` is streamed from the file).
@@ -180,7 +182,7 @@ if args.get('no_isal'):
 started = time.time()
 if args['step'] == 'backup':
     from ansible_collections.nexus.secrets.plugins.module_utils._backup import create_backup
-    out = create_backup(args['db'], args['keys'], args['dest'], args['password'])
+    out = create_backup(args['db'], args['keys'], args['dest'], args['password'], compression=args['compression'])
     info = {'path': out['path'], 'size': out['size'], 'secrets': out['secrets']}
     from ansible_collections.nexus.secrets.plugins.module_utils import _gzip_stream
     info['codec'] = _gzip_stream.ZLIB.__name__
@@ -246,6 +248,26 @@ def run_ansible(module, args):
     return {'wall_s': wall, 'module_duration_s': out.get('duration'), 'peak_rss_mb': peak}
 
 
+def run_core_pair(root, db, data_dir, compression, no_isal):
+    """Back ``db`` up with ``compression`` and restore that backup, each in a fresh child; print both."""
+    dest = root / ('backups-' + compression)
+    backup = run_core('backup', db=str(db), keys=str(data_dir / 'data' / 'keys'), dest=str(dest),
+                      password=PASSWORD, no_isal=no_isal, compression=compression)
+    print('compression %s; gzip codec: %s, level %d; cpus: %d; load average before: %.1f'
+          % (compression, backup['codec'], COMPRESS_LEVEL if compression == 'deflate' else 0, os.cpu_count(),
+             os.getloadavg()[0]))
+    print('core backup : %6.2f s (process %6.2f s, CPU %6.2f s)  peak RSS %6.1f MB  file %.0f MiB, %d secrets'
+          % (backup['wall_s'], backup['process_wall_s'], backup['cpu_s'], backup['peak_rss_mb'],
+             backup['size'] / MIB, backup['secrets']))
+    target = root / 'restored'
+    restore = run_core('restore', src=backup['path'], password=PASSWORD, data_dir=str(target),
+                       key_password=KEY_PASSWORD, no_isal=no_isal)
+    print('core restore: %6.2f s (process %6.2f s, CPU %6.2f s)  peak RSS %6.1f MB  changed=%s'
+          % (restore['wall_s'], restore['process_wall_s'], restore['cpu_s'], restore['peak_rss_mb'],
+             restore['changed']))
+    shutil.rmtree(str(target))
+
+
 def run_case(data, opts):
     """Build one data directory, back it up and restore it; print the figures."""
     no_isal = data in ('mixed', 'real')
@@ -266,24 +288,13 @@ def run_case(data, opts):
                 check.execute('PRAGMA %s' % pragma).fetchall()
                 print('PRAGMA %-15s %6.2f s' % (pragma, time.time() - started))
                 check.close()
-        dest = root / 'backups'
-        backup = run_core('backup', db=str(db), keys=str(data_dir / 'data' / 'keys'), dest=str(dest),
-                          password=PASSWORD, no_isal=no_isal)
-        print('gzip codec: %s, level %d; cpus: %d; load average before: %.1f'
-              % (backup['codec'], COMPRESS_LEVEL, os.cpu_count(), os.getloadavg()[0]))
-        print('core backup : %6.2f s (process %6.2f s, CPU %6.2f s)  peak RSS %6.1f MB  file %.0f MiB, %d secrets'
-              % (backup['wall_s'], backup['process_wall_s'], backup['cpu_s'], backup['peak_rss_mb'],
-                 backup['size'] / MIB, backup['secrets']))
-        target = root / 'restored'
-        restore = run_core('restore', src=backup['path'], password=PASSWORD, data_dir=str(target),
-                           key_password=KEY_PASSWORD, no_isal=no_isal)
-        print('core restore: %6.2f s (process %6.2f s, CPU %6.2f s)  peak RSS %6.1f MB  changed=%s'
-              % (restore['wall_s'], restore['process_wall_s'], restore['cpu_s'], restore['peak_rss_mb'],
-                 restore['changed']))
+        for compression in (('deflate', 'store') if opts.compression == 'both' else (opts.compression,)):
+            run_core_pair(root, db, data_dir, compression, no_isal)
         if opts.ansible:
-            shutil.rmtree(str(target))
+            dest, target = root / 'backups', root / 'restored'
             out = run_ansible('nexus_backup', {'data_dir': str(data_dir), 'dest': str(dest),
-                                               'backup_password': PASSWORD, 'name': 'via-ansible.tar.gz.enc'})
+                                               'backup_password': PASSWORD, 'name': 'via-ansible.tar.gz.enc',
+                                               'compression': opts.compression.replace('both', 'deflate')})
             print('ansible nexus_backup : task %6.2f s (module %6.2f s)  module peak RSS %6.1f MB'
                   % (out['wall_s'], out['module_duration_s'], out['peak_rss_mb']))
             out = run_ansible('nexus_restore', {'src': str(dest / 'via-ansible.tar.gz.enc'),
@@ -305,6 +316,8 @@ def main(argv=None):
     parser.add_argument('--data', choices=('random', 'mixed', 'real', 'all'), default='all',
                         help='random values; half random and half text; or a real-shaped database (20,000 secrets '
                              'with versions and an audit log); mixed and real with isal hidden (default: all)')
+    parser.add_argument('--compression', choices=('deflate', 'store', 'both'), default='deflate',
+                        help="nexus_backup's compression; both: one backup and restore with each (default: deflate)")
     parser.add_argument('--ansible', action='store_true', help='also run the modules through ansible-playbook')
     parser.add_argument('--live', action='store_true',
                         help='leave a committed transaction in the WAL with the database open (a running server)')

@@ -1,6 +1,6 @@
 """Recovery time (RTO) of playbooks/disaster_recovery.yml on real-shaped databases. Prints figures only.
 
-    .venv/bin/python benchmarks/dr_rto.py [--sizes 8,64,512,1024] [--keep DIR]
+    .venv/bin/python benchmarks/dr_rto.py [--sizes 8,64,512,1024] [--compression deflate|store] [--keep DIR]
 
 For each size (MiB of ``nexus.db``; default 8, 64, 512 and 1024, or ``NEXUS_BENCH_DR_SIZES``), a
 real-shaped database is built as ``backup_restore.py --data real`` builds it (20,000 secrets with three
@@ -8,7 +8,8 @@ versions each, sealed with the keyring's master key, and an audit log of signed 
 size; a database under 80 MiB holds 250 secrets per MiB), and then, as an operator would see it:
 
 1. a reference NEXUS server (``tests/nexus_server``) serves that data directory on 127.0.0.1;
-2. ``nexus.secrets.nexus_backup`` backs it up, through ansible-playbook, while it runs;
+2. ``nexus.secrets.nexus_backup`` backs it up, through ansible-playbook, while it runs (its
+   ``compression`` option as ``--compression`` says, default ``deflate``);
 3. disaster: the server is stopped and its data directory wiped;
 4. ``playbooks/disaster_recovery.yml`` (nexus_dr_hosts, nexus_dr_confirm=true, the reference server's
    start/stop commands as hooks, nexus_dr_install_deps=false) recovers it from the backup directory.
@@ -92,7 +93,7 @@ def durations(result, host):
     return found
 
 
-def run_size(size_mib, root, env):
+def run_size(size_mib, root, env, compression):
     host_dir = root / ('%d-mib' % size_mib)
     data_dir = host_dir / 'nexus'
     backups = host_dir / 'backups'
@@ -112,7 +113,8 @@ def run_size(size_mib, root, env):
     subprocess.run(['sh', '-c', start_script(host_dir, port)], check=True, capture_output=True)
     try:
         started = time.time()
-        backup_args = {'data_dir': str(data_dir), 'dest': str(backups), 'backup_password': PASSWORD}
+        backup_args = {'data_dir': str(data_dir), 'dest': str(backups), 'backup_password': PASSWORD,
+                       'compression': compression}
         out = run_module('nexus.secrets.nexus_backup', backup_args, env=env)
         if out.get('failed'):
             raise SystemExit('backup failed: %s' % out.get('msg'))
@@ -179,14 +181,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--sizes', default=os.environ.get('NEXUS_BENCH_DR_SIZES', '8,64,512,1024'),
                         help='sizes of nexus.db in MiB, comma-separated (default: 8,64,512,1024)')
+    parser.add_argument('--compression', choices=('deflate', 'store'), default='deflate',
+                        help="nexus_backup's compression for the backup the recovery restores (default: deflate)")
     parser.add_argument('--keep', help='build in this directory and keep it (default: a temp dir, removed)')
     opts = parser.parse_args(argv)
-    print('%s, %s UTC, %d cpus, load average %s' % (platform.platform(), time.strftime('%Y-%m-%d %H:%M', time.gmtime()),
-                                                    os.cpu_count(), ' '.join('%.2f' % x for x in os.getloadavg())))
+    print('%s, %s UTC, %d cpus, load average %s; compression %s'
+          % (platform.platform(), time.strftime('%Y-%m-%d %H:%M', time.gmtime()), os.cpu_count(),
+             ' '.join('%.2f' % x for x in os.getloadavg()), opts.compression))
     root = Path(opts.keep or tempfile.mkdtemp(prefix='nexus-dr-bench-', dir=os.environ.get('TMPDIR')))
     try:
         env = hidden_isal(root)
-        rows = [run_size(int(size), root, env) for size in opts.sizes.split(',') if size.strip()]
+        rows = [run_size(int(size), root, env, opts.compression) for size in opts.sizes.split(',') if size.strip()]
         print('--- summary (seconds): size MiB, backup module, DR playbook wall, DR RTO (report), DR restore phase, '
               'restore alone (module), restore alone (task)')
         for row in rows:
