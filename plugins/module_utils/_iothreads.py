@@ -152,11 +152,13 @@ class _ReadAhead(object):
     """File-like: a worker thread reads ``fh`` ahead, chunk by chunk, into a bounded queue.
 
     ``read()`` returns the data in order, and raises the worker's error where it happened.
+    ``observe`` (optional) is called by the worker with each chunk it read, in order.
     """
 
-    def __init__(self, fh, chunk_size):
+    def __init__(self, fh, chunk_size, observe=None):
         self._fh = fh
         self._chunk_size = chunk_size
+        self._observe = observe
         self._queue = queue.Queue(maxsize=QUEUE_DEPTH)
         self._stop = threading.Event()
         self._left = b''  # what a smaller read() left of the current chunk
@@ -169,6 +171,8 @@ class _ReadAhead(object):
         while not self._stop.is_set():
             try:
                 piece = self._fh.read(self._chunk_size)
+                if piece and self._observe is not None:
+                    self._observe(piece)
             except BaseException as exc:  # handed to the caller's thread
                 piece = exc
             while not self._stop.is_set():
@@ -204,13 +208,16 @@ class _ReadAhead(object):
 
 
 @contextlib.contextmanager
-def read_ahead(fh, chunk_size=1024 * 1024):
+def read_ahead(fh, chunk_size=1024 * 1024, observe=None):
     """Yield a file-like that reads the open binary file ``fh`` from a worker thread, ahead of use.
+
+    ``observe``, when given, sees every chunk read, on the worker thread (a hash of the whole file
+    costs no second read).
 
     At most ``QUEUE_DEPTH`` chunks are held. On leaving, the worker is stopped and gone, wherever
     the caller stopped reading.
     """
-    reader = _ReadAhead(fh, chunk_size)
+    reader = _ReadAhead(fh, chunk_size, observe)
     try:
         yield reader
     finally:

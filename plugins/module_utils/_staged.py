@@ -6,9 +6,10 @@
 ``nexus_restore`` with ``stage_only`` decrypts, unpacks and validates the backup (``_verify``) into
 a private directory inside the root-only state dir (``<parent of data_dir>/.nexus-secrets-restore/
 <data dir name>.staged-<hex>``) and records a manifest beside it (``<data dir name>.staged``): the
-backup file's identity (device, inode, size, mtime_ns) and SHA-256, the facts the validation proved
-(members, live secrets, which database check passed), and each staged file's size, inode, mtime_ns
-and SHA-256. Nothing in the data dir is touched, and the server may run meanwhile.
+backup file's identity (device, inode, size, mtime_ns) and SHA-256 (hashed as the decryption reads
+it), the facts the validation proved (members, live secrets, which database check passed), and each
+staged file's size, inode and mtime_ns. Nothing in the data dir is touched, and the server may run
+meanwhile.
 
 The next restore of the same ``src`` into the same data dir takes that copy instead of decrypting
 again (``take``), but only when everything still matches: the manifest is a private file of ours,
@@ -28,12 +29,12 @@ Private to this collection.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import json
 import os
 import re
 import sqlite3
 import stat
-import threading
 
 from urllib.parse import quote
 
@@ -136,11 +137,19 @@ def _fsync_tree(staged):
             os.close(fd)
 
 
-def _hash_into(staged, out):
-    try:
-        out['facts'] = staged.facts()
-    except Exception as exc:  # pylint: disable=broad-except
-        out['error'] = exc  # re-raised by the caller, in its own thread
+class _ReadHash(object):
+    """SHA-256 and length of the bytes handed to ``update``."""
+
+    def __init__(self):
+        self._sha256 = hashlib.sha256()
+        self.size = 0
+
+    def update(self, chunk):
+        self._sha256.update(chunk)
+        self.size += len(chunk)
+
+    def hexdigest(self):
+        return self._sha256.hexdigest()
 
 
 def stage(layout, state_fd, src, backup_password, key_password=None, depth='quick', max_total_bytes=None):
@@ -163,21 +172,17 @@ def stage(layout, state_fd, src, backup_password, key_password=None, depth='quic
             before = os.stat(src)
         except OSError as exc:
             raise _verify.BackupInvalid('cannot read the backup %s: %s' % (src, exc.strerror or exc))
+        # The backup file is hashed as the decryption reads it, on the reader thread: no second read.
+        read = _ReadHash()
         staged = _verify.stage_backup(src, backup_password, work, key_password=key_password,
-                                      max_total_bytes=max_total_bytes, depth=depth)
+                                      max_total_bytes=max_total_bytes, depth=depth, observe=read.update)
         _fsync_tree(staged)
-        # The staged files are hashed on another thread while the backup file is (hashlib lets go of the GIL).
-        hashed = {}
-        worker = threading.Thread(target=_hash_into, args=(staged, hashed))
-        worker.start()
         try:
-            src_id, src_sha256 = source_identity(src)
+            src_id, src_sha256 = _identity(os.stat(src)), read.hexdigest()
+            if read.size != before.st_size:  # not read to its end: read it whole, once more
+                src_id, src_sha256 = source_identity(src)
         except (StagedCopyUnusable, OSError) as exc:
             raise _verify.BackupInvalid('the backup %s changed while it was staged (%s)' % (src, exc))
-        finally:
-            worker.join()
-        if 'error' in hashed:
-            raise hashed['error']
         if src_id != _identity(before):
             raise _verify.BackupInvalid('the backup %s changed while it was staged' % src)
         tree_fd = open_dir_at(dir_fd, _verify.TREE_NAME, os.path.join(shown, _verify.TREE_NAME))
@@ -186,8 +191,6 @@ def stage(layout, state_fd, src, backup_password, key_password=None, depth='quic
                          for rel, st in _tree_files(tree_fd, os.path.join(shown, _verify.TREE_NAME)).items())
         finally:
             os.close(tree_fd)
-        for rel, facts in hashed['facts'].items():
-            files[rel]['sha256'] = facts['sha256']
         manifest = {
             'format': MANIFEST_FORMAT, 'data_dir': layout.data_dir, 'db_path': layout.db_path,
             'keys_dir': layout.keys_dir, 'src': src, 'src_id': src_id, 'src_sha256': src_sha256,

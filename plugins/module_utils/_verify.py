@@ -145,13 +145,15 @@ def _drain(reader):
         pass
 
 
-def _unpack(src, password, tree, max_total_bytes):
-    """Decrypt and unpack in one stream; the tag is verified before this returns."""
+def _unpack(src, password, tree, max_total_bytes, observe=None):
+    """Decrypt and unpack in one stream; the tag is verified before this returns.
+
+    ``observe`` sees every chunk of the backup file as it is read (see _iothreads.read_ahead)."""
     try:
         fh = open(src, 'rb')
     except (IOError, OSError) as exc:
         raise BackupInvalid('cannot read the backup %s: %s' % (src, exc.strerror or exc))
-    with fh, read_ahead(fh) as ahead:
+    with fh, read_ahead(fh, observe=observe) as ahead:
         reader = None
         try:
             reader = _envelope.EnvelopeReader(ahead, password)
@@ -191,8 +193,11 @@ def _check_members(staged):
                             % ', '.join(missing))
 
 
-def stage_backup(src, backup_password, staging_dir, key_password=None, max_total_bytes=None, depth='full'):
+def stage_backup(src, backup_password, staging_dir, key_password=None, max_total_bytes=None, depth='full',
+                 observe=None):
     """Decrypt ``src`` into ``staging_dir`` (an empty private dir), unpack and validate it.
+
+    ``observe`` is called with each chunk of ``src`` as it is read, in order, on a reader thread.
 
     Returns a StagedBackup; raises BackupInvalid (KeyringMismatch for a key password that does not
     unlock the keyring). The caller owns ``staging_dir`` and removes it.
@@ -203,7 +208,7 @@ def stage_backup(src, backup_password, staging_dir, key_password=None, max_total
     # Unauthenticated plaintext lands only in the private staging dir, and nothing looks at it
     # before _unpack returns, i.e. before the GCM tag verified.
     members = [{'name': m['name'], 'size': m['size'], 'type': m['type'], 'mode': '%04o' % m['mode']}
-               for m in _unpack(src, backup_password, tree, max_total_bytes)]
+               for m in _unpack(src, backup_password, tree, max_total_bytes, observe)]
     return _validate(StagedBackup(staging_dir, members), key_password, depth)
 
 

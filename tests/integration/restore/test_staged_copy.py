@@ -7,6 +7,7 @@ what is restored is the file as it is then, never the stale copy).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 
@@ -155,3 +156,31 @@ def test_nexus_info_compares_with_the_staged_copy_without_decrypting(ansible_mod
     os.utime(str(src), ns=(1, 1))
     out = ansible_module('nexus.secrets.nexus_info', dict(info_args, backup_password='wrong'))
     assert out['failed'] and 'cannot be compared' in out['msg']
+
+
+def test_the_recorded_sha256_is_the_whole_backup_file_read_once(tmp_path, monkeypatch):
+    """The SHA-256 recorded for the staged backup is hashed as the decryption reads the file; when that
+    read did not see every byte, the file is read whole once more, so the record is never of a part."""
+    from ansible_collections.nexus.secrets.plugins.module_utils import _layout, _staged, _swap
+
+    src = tmp_path / 'backup.tar.gz.enc'
+    shutil.copy(fixture_path('nexusctl-backup.tar.gz.enc'), str(src))
+    expected = hashlib.sha256(src.read_bytes()).hexdigest()
+    rereads = []
+    real_identity = _staged.source_identity
+    monkeypatch.setattr(_staged, 'source_identity', lambda path: rereads.append(path) or real_identity(path))
+    for name, skip_last in (('whole', False), ('part', True)):
+        layout = _layout.Layout(str(b.make_data_dir(tmp_path / name)))
+        if skip_last:  # the hash misses the last chunk the reader hands over
+            update = _staged._ReadHash.update
+            monkeypatch.setattr(_staged._ReadHash, 'update',
+                                lambda self, chunk: update(self, chunk) if self.size + len(chunk) < src.stat().st_size
+                                else None)
+        state_fd = _swap.open_state_dir(layout, create=True)
+        try:
+            dummy, manifest = _staged.stage(layout, state_fd, str(src), BACKUP_PASSWORD, key_password=KEYRING_PASSWORD)
+        finally:
+            os.close(state_fd)
+        assert manifest['src_sha256'] == expected and manifest['src_id']['size'] == src.stat().st_size, name
+        assert 'sha256' not in manifest['files']['nexus.db']
+        assert rereads == ([str(src)] if skip_last else []), name

@@ -71,3 +71,18 @@ def test_leaving_early_stops_the_worker():
     with read_ahead(io.BytesIO(b'y' * (64 * 1024 * 1024)), chunk_size=4096) as ahead:
         assert ahead.read(100) == b'y' * 100
     assert not reader_threads()
+
+
+def test_observe_sees_every_chunk_in_order_and_its_error_surfaces():
+    data = os.urandom(300001)
+    seen = []
+    with read_ahead(io.BytesIO(data), chunk_size=65536, observe=seen.append) as ahead:
+        assert ahead.read() == data
+    assert b''.join(seen) == data and all(seen)  # no empty chunk at the end
+
+    def refuse(chunk):
+        raise ValueError('observer failed')
+    with read_ahead(io.BytesIO(data), chunk_size=65536, observe=refuse) as ahead:
+        with pytest.raises(ValueError, match='observer failed'):
+            ahead.read()
+    assert not reader_threads()
