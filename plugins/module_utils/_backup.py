@@ -33,7 +33,7 @@ WRITE_BUFFER = 1024 * 1024
 # A default (timestamped) name that is taken moves on by one second at a time, this often at most.
 NAME_ATTEMPTS = 600
 # The compression choices: deflate every block that shrinks (the smallest file), or store them all
-# (about twice the file for a database that is mostly audit log, a backup about three times faster and
+# (about twice the file for a database that is mostly audit log, a backup about four times faster and
 # a quicker restore where deflate with the standard library's zlib is what bounds them).
 COMPRESSION_LEVELS = {'deflate': COMPRESS_LEVEL, 'store': STORE_LEVEL}
 RENAME_NOREPLACE = 1  # linux/fs.h

@@ -65,7 +65,7 @@ options:
       - V(deflate) deflates every 64 KiB block that shrinks and stores the others (the encrypted secret
         values as they are), which gives the smallest file.
       - V(store) stores every block. On a host without the optional Python library C(isal), where the
-        standard library's zlib bounds both, a database that is mostly audit log then backs up about three
+        standard library's zlib bounds both, a database that is mostly audit log then backs up about four
         times faster and restores faster, for a file about twice as large. Worth it when the backup window
         or the restore time matters more than the space the backups take.
     type: str
