@@ -139,8 +139,9 @@ options:
       - Only decrypt, unpack and validate O(src) (every check of a restore, O(key_password) included)
         into a private staged copy in the root-only state directory
         (C(<parent of data_dir>/.nexus-secrets-restore/<data dir name>.staged-*)), and record it there
-        with a manifest (the backup file's device, inode, size, modification time and SHA-256, what
-        was proven, and each staged file's size, inode, modification time and SHA-256). Nothing in
+        with a manifest (the backup file's device, inode, size, modification time and SHA-256, hashed
+        as it is decrypted, what was proven, and each staged file's size, inode and modification
+        time). Nothing in
         the data directory is touched and the server may keep running; the task reports no change.
       - The next restore of the same O(src) into the same O(data_dir) then swaps that copy in instead
         of decrypting again (see O(use_staged_copy)), so that a recovery decrypts and checks the backup
